@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The full test suite: library tests (pytest) and every notebook (nbval), on the offline defaults.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+export TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+nb_args=()
+if compgen -G "notebooks/*.ipynb" >/dev/null; then
+  nb_args=(--nbval-lax --nbval-current-env notebooks)
+fi
+"$PY" -m pytest tests "${nb_args[@]}" "$@"
