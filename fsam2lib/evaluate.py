@@ -1,0 +1,146 @@
+"""Run a SAM2 video predictor on videos under a VOS protocol and score it (DAVIS J&F).
+
+Protocols (semi-supervised VOS):
+- ``"mask"``: the ground-truth mask of each object on the first frame where it is visible
+  (``add_new_mask``; DAVIS gives frame 0, objects entering later are prompted on entry as in
+  YouTube-VOS). SAM2 then uses that mask as its output for that frame.
+- ``"click"``: one positive click at the object's most interior pixel on that frame.
+
+Overlapping object masks are resolved per pixel by the highest logit (non-overlapping label
+maps, as DAVIS expects).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from fsam2lib.inputs import init_state_from_frames
+from fsam2lib.metrics import VideoScores, evaluate_video, summarize
+from fsam2lib.video import Video
+
+PROTOCOLS = ("mask", "click")
+
+
+@dataclass
+class VideoRun:
+    """A predictor's label maps for one video, with how long propagation took."""
+
+    name: str
+    labels: np.ndarray  # uint8 [T, H, W]
+    logits: np.ndarray  # float32 [K, T, H, W] per-object mask logits (video resolution)
+    object_ids: list[int]
+    seconds: float
+    state: dict
+
+
+def first_visible_frame(video: Video, obj_id: int) -> int:
+    """Index of the first annotated frame where ``obj_id`` has pixels."""
+    present = (video.masks == obj_id).reshape(video.num_frames, -1).any(1) & video.annotated
+    if not present.any():
+        raise ValueError(f"video {video.name!r}: object {obj_id} is never visible")
+    return int(np.argmax(present))
+
+
+def interior_click(mask: np.ndarray) -> tuple[float, float]:
+    """(x, y) of the pixel farthest from the mask's boundary: an unambiguous positive click."""
+    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(x), float(y)
+
+
+def prompt_objects(
+    predictor,
+    state: dict,
+    video: Video,
+    protocol: str,
+    object_ids: list[int],
+    texts: dict[int, str] | None = None,
+) -> None:
+    """Give each object its first-frame prompt (and text, if the predictor takes text)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    for obj_id in object_ids:
+        t = first_visible_frame(video, obj_id)
+        mask = video.masks[t] == obj_id
+        extra = {"text": texts[obj_id]} if texts and obj_id in texts else {}
+        if protocol == "mask":
+            predictor.add_new_mask(state, frame_idx=t, obj_id=obj_id, mask=mask, **extra)
+        else:
+            point = np.array([interior_click(mask)], dtype=np.float32)
+            predictor.add_new_points_or_box(
+                state,
+                frame_idx=t,
+                obj_id=obj_id,
+                points=point,
+                labels=np.array([1], np.int32),
+                **extra,
+            )
+
+
+@torch.inference_mode()
+def run_video(
+    predictor,
+    video: Video,
+    protocol: str = "mask",
+    texts: dict[int, str] | None = None,
+    object_ids: list[int] | None = None,
+) -> VideoRun:
+    """Prompt every object, propagate through the whole video, return label maps."""
+    object_ids = sorted(video.descriptions) if object_ids is None else list(object_ids)
+    if not object_ids:
+        object_ids = video.object_ids
+    height, width = video.frames.shape[1:3]
+    state = init_state_from_frames(predictor, video.frames)
+    prompt_objects(predictor, state, video, protocol, object_ids, texts)
+    logits = np.full((len(object_ids), video.num_frames, height, width), -1024.0, np.float32)
+    row = {obj_id: i for i, obj_id in enumerate(object_ids)}
+    start = time.perf_counter()
+    for frame_idx, obj_ids, masks in predictor.propagate_in_video(state):
+        for obj_id, mask in zip(obj_ids, masks, strict=True):
+            logits[row[obj_id], frame_idx] = mask[0].float().cpu().numpy()
+    seconds = time.perf_counter() - start
+    return VideoRun(
+        video.name, labels_from_logits(logits, object_ids), logits, object_ids, seconds, state
+    )
+
+
+def labels_from_logits(logits: np.ndarray, object_ids: list[int]) -> np.ndarray:
+    """``[K, T, H, W]`` logits -> uint8 ``[T, H, W]`` label map (best object where its logit > 0)."""
+    best = logits.argmax(0)
+    ids = np.asarray(object_ids, dtype=np.uint8)[best]
+    return np.where(logits.max(0) > 0, ids, 0).astype(np.uint8)
+
+
+def score_run(run: VideoRun, video: Video) -> VideoScores:
+    return evaluate_video(
+        video.masks,
+        run.labels,
+        name=video.name,
+        object_ids=run.object_ids,
+        annotated=video.annotated,
+    )
+
+
+def evaluate_videos(
+    predictor,
+    videos: Iterable[Video],
+    protocol: str = "mask",
+    use_text: bool = False,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> tuple[dict[str, float], list[VideoScores], float]:
+    """J&F summary (DAVIS global means), per-video scores and mean seconds per frame."""
+    scores, seconds, frames = [], 0.0, 0
+    for video in tqdm(list(videos), desc=desc, disable=not progress):
+        run = run_video(predictor, video, protocol, texts=video.descriptions if use_text else None)
+        scores.append(score_run(run, video))
+        seconds += run.seconds
+        frames += video.num_frames
+    return summarize(scores), scores, seconds / max(frames, 1)
