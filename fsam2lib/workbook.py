@@ -1,0 +1,104 @@
+"""Execute the workbook headless: every notebook in order through papermill, then a summary.
+
+    python -m fsam2lib.workbook [--out build] [--only 01_token_scoring] [-p NAME VALUE ...]
+
+Executed copies go to ``build/notebooks/``; notebooks record their key figures with
+``fsam2lib.workbook.record`` into ``build/summary/<notebook>.json``; this module gathers them
+into ``build/SUMMARY.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+BUILD = Path(os.environ.get("FSAM2_BUILD", REPO / "build"))
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The workbook's notebooks in order (01_, 02_, ...), optionally filtered by name."""
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        unknown = set(only) - {p.stem for p in found}
+        if unknown:
+            raise ValueError(f"unknown notebooks {sorted(unknown)}; have {[p.stem for p in found]}")
+        found = [p for p in found if p.stem in only]
+    return found
+
+
+def record(notebook: str, key: str, value, build: Path | None = None) -> None:
+    """Store one key figure (JSON-serialisable) of a notebook for the workbook summary."""
+    folder = (build or BUILD) / "summary"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{notebook}.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[key] = value
+    path.write_text(json.dumps(data, indent=2, default=float))
+
+
+def write_summary(build: Path, timings: dict[str, float]) -> Path:
+    lines = ["# Workbook summary", ""]
+    lines += ["| notebook | seconds |", "|---|---|"]
+    lines += [f"| {name} | {sec:.0f} |" for name, sec in timings.items()]
+    for path in sorted((build / "summary").glob("*.json")):
+        lines += ["", f"## {path.stem}", ""]
+        for key, value in json.loads(path.read_text()).items():
+            if isinstance(value, str) and "\n" in value:  # a pre-formatted table
+                lines += [f"**{key}**", "", value, ""]
+            else:
+                lines.append(f"- {key}: {value}")
+    out = build / "SUMMARY.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def run(only: list[str] | None, params: dict[str, str], build: Path) -> Path:
+    import papermill as pm
+
+    (build / "notebooks").mkdir(parents=True, exist_ok=True)
+    timings = {}
+    for nb in notebooks(only):
+        start = time.time()
+        print(f"[workbook] executing {nb.name}", flush=True)
+        pm.execute_notebook(
+            str(nb),
+            str(build / "notebooks" / nb.name),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(NOTEBOOKS),
+            progress_bar=False,
+        )
+        timings[nb.stem] = time.time() - start
+    return write_summary(build, timings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=BUILD)
+    parser.add_argument("--only", nargs="*", help="notebook names (without .ipynb)")
+    parser.add_argument(
+        "-p",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="papermill parameter for every notebook (value parsed as YAML)",
+    )
+    args = parser.parse_args(argv)
+    import yaml
+
+    params = {name: yaml.safe_load(value) for name, value in args.p}
+    os.environ["FSAM2_BUILD"] = str(args.out.resolve())
+    summary = run(args.only, params, args.out.resolve())
+    print(f"[workbook] executed notebooks in {args.out / 'notebooks'}; summary: {summary}")
+
+
+if __name__ == "__main__":
+    main()

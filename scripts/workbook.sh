@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: execute the whole workbook headless on the offline defaults.
+# Executed notebooks and build/SUMMARY.md land in build/ (git-ignored).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+export TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+"$PY" -m fsam2lib.workbook "$@"
