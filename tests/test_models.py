@@ -1,0 +1,87 @@
+"""Model loading: names, random weights labelled, official checkpoint format, clear errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fsam2lib.models import SAM2_MODELS, load_sam2, save_checkpoint, weights_label
+
+SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
+
+
+def test_unknown_name_lists_known_models():
+    with pytest.raises(ValueError, match="sam2.1_hiera_t") as err:
+        load_sam2("sam3_huge")
+    assert "micro" in str(err.value)
+
+
+def test_random_weights_are_labelled_and_seeded():
+    a = load_sam2("micro", weights="random", seed=1, predictor_class=SAM2_BASE)
+    b = load_sam2("micro", weights="random", seed=1, predictor_class=SAM2_BASE)
+    assert a.fsam2_weights == "random"
+    assert "RANDOM" in weights_label(a)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_official_checkpoint_round_trip(tmp_path: Path):
+    model = load_sam2("micro", weights="random", seed=3, predictor_class=SAM2_BASE)
+    path = save_checkpoint(model, tmp_path / "micro.pt")
+    assert set(torch.load(path, weights_only=True)) == {"model"}
+    loaded = load_sam2("micro", checkpoint=path, predictor_class=SAM2_BASE)
+    assert loaded.fsam2_weights == "trained"
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_checkpoint_config_mismatch_names_keys(tmp_path: Path):
+    state = load_sam2("micro", weights="random", predictor_class=SAM2_BASE).state_dict()
+    state.pop("no_mem_embed")
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "bad.pt"
+    torch.save({"model": state}, path)
+    with pytest.raises(RuntimeError, match=r"no_mem_embed.*extra\.weight"):
+        load_sam2("micro", checkpoint=path, predictor_class=SAM2_BASE)
+
+
+def test_corrupt_and_wrong_format_checkpoints(tmp_path: Path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="cannot read checkpoint"):
+        load_sam2("micro", checkpoint=corrupt)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": {}}, plain)
+    with pytest.raises(RuntimeError, match="official format"):
+        load_sam2("micro", checkpoint=plain)
+
+
+def test_offline_missing_checkpoint_says_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("FSAM2_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(FileNotFoundError) as err:
+        load_sam2("sam2.1_hiera_t")
+    message = str(err.value)
+    assert "sam2.1_hiera_tiny.pt" in message
+    assert SAM2_MODELS["sam2.1_hiera_t"].url in message
+    assert str(tmp_path) in message
+
+
+def test_missing_explicit_checkpoint_and_bad_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_sam2("micro", checkpoint=tmp_path / "nope.pt")
+    with pytest.raises(ValueError, match="weights"):
+        load_sam2("micro", weights="imagenet")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        load_sam2("micro", weights="random", image_size=250)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_unavailable_device_is_an_error():
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        load_sam2("micro", weights="random", device="cuda")
