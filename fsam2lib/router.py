@@ -1,0 +1,123 @@
+"""The learned token router: three cues per visual token, combined by a small MLP.
+
+Cues, each an ``[B, H*W]`` map over the stride-16 token grid (row-major):
+- "visual": local visual context, a 3x3 conv + 1x1 conv over the image encoder's tokens;
+- "text": cosine between each (normalised) token and the object's CLIP text embedding
+  projected into the visual token space by a learned linear map;
+- "uncertainty": where the previous frame's mask says the object is (a dilated prior) and
+  where it is ambiguous (logits near the decision boundary), from :class:`MaskPriorScorer`.
+
+A 2-layer MLP combines the cue values of each token (plus flags saying which cues are
+available) into the "combined" keep score. A cue that is switched off (``inputs.cues``) or
+unavailable (no text, no previous mask) enters as zeros with its flag off; the router is
+trained with random cue dropout so that it knows what to do then.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fsam2lib.pruning import MaskPriorScorer, ScoringInputs
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+MICRO_ROUTER_WEIGHTS = DATA_DIR / "router_micro.safetensors"
+NUM_INPUTS = 4 + 2  # visual, text, object prior, boundary uncertainty + text/mask flags
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    feat_dim: int  # channels of the image encoder's stride-16 tokens (SAM2 hidden dim)
+    text_dim: int  # CLIP text embedding size
+    hidden: int = 32  # visual-context conv width
+    mlp_hidden: int = 16
+    dilation: int = 1  # tokens of dilation around the previous mask
+
+
+class TokenRouter(nn.Module):
+    """Scores every visual token of a frame for one object; implements ``TokenScorer``."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, h = config.feat_dim, config.hidden
+        self.norm = nn.GroupNorm(1, c)
+        self.visual = nn.Sequential(nn.Conv2d(c, h, 3, padding=1), nn.GELU(), nn.Conv2d(h, 1, 1))
+        self.text_proj = nn.Linear(config.text_dim, c)
+        self.token_proj = nn.Conv2d(c, c, 1)
+        self.mlp = nn.Sequential(
+            nn.Linear(NUM_INPUTS, config.mlp_hidden), nn.GELU(), nn.Linear(config.mlp_hidden, 1)
+        )
+        self.mask_prior = MaskPriorScorer(dilation=config.dilation)
+
+    def cue_maps(self, inputs: ScoringInputs) -> dict[str, Tensor]:
+        """Each cue as ``[B, H*W]`` (zeros where switched off or unavailable) and its flags."""
+        feats = self.norm(inputs.features.float())
+        b = feats.shape[0]
+        zeros = feats.new_zeros(b, feats.shape[-2] * feats.shape[-1])
+        use = set(inputs.cues)
+        visual = self.visual(feats).flatten(1) if "visual" in use else zeros
+        has_text = "text" in use and inputs.text_embedding is not None
+        text = self._text_similarity(feats, inputs.text_embedding) if has_text else zeros
+        has_mask = "uncertainty" in use and inputs.prev_mask_logits is not None
+        if has_mask:
+            prior = self.mask_prior(inputs)
+            obj, unc = prior["object"], prior["uncertainty"]
+        else:
+            obj, unc = zeros, zeros
+        flags = feats.new_tensor([float(has_text), float(has_mask)]).expand(b, 2)
+        return {"visual": visual, "text": text, "object": obj, "uncertainty": unc, "flags": flags}
+
+    def _text_similarity(self, feats: Tensor, text: Tensor) -> Tensor:
+        tokens = F.normalize(self.token_proj(feats).flatten(2), dim=1)  # [B, C, HW]
+        query = F.normalize(self.text_proj(text.float().to(feats.device)), dim=-1)  # [B, C]
+        return torch.einsum("bch,bc->bh", tokens, query)
+
+    def forward(self, inputs: ScoringInputs) -> dict[str, Tensor]:
+        cues = self.cue_maps(inputs)
+        hw = cues["visual"].shape[1]
+        per_token = torch.stack(
+            [cues["visual"], cues["text"], cues["object"], cues["uncertainty"]], dim=-1
+        )
+        flags = cues["flags"][:, None, :].expand(-1, hw, -1)
+        combined = self.mlp(torch.cat([per_token, flags], dim=-1)).squeeze(-1)
+        out = {name: cues[name] for name in ("visual", "text", "uncertainty", "object")}
+        out["combined"] = combined
+        return out
+
+
+def save_router(router: TokenRouter, path: str | Path, metadata: dict | None = None) -> Path:
+    """Save weights and config (safetensors metadata) so ``load_router`` can rebuild it."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"config": json.dumps(asdict(router.config)), **(metadata or {})}
+    save_file({k: v.contiguous() for k, v in router.state_dict().items()}, str(path), meta)
+    return path
+
+
+def load_router(path: str | Path | None = None, device: str = "cpu") -> TokenRouter:
+    """Load a trained router (default: the shipped one for the micro SAM2 + micro CLIP)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else MICRO_ROUTER_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"router weights not found: {path}. Train them with "
+            "`python -m fsam2lib.train.train_router` (the micro router ships in data/)."
+        )
+    with safe_open(str(path), "pt") as handle:
+        meta = handle.metadata() or {}
+    if "config" not in meta:
+        raise RuntimeError(f"{path} has no router config in its metadata; not a router file?")
+    router = TokenRouter(RouterConfig(**json.loads(meta["config"])))
+    router.load_state_dict(load_file(str(path)))
+    router.metadata = meta
+    return router.to(device).eval()

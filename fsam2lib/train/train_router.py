@@ -1,0 +1,273 @@
+"""Train the token router with SAM2 and CLIP frozen, on the synthetic world.
+
+Labels come from ground-truth masks: a token is relevant to an object on a frame when its
+cell overlaps the object's mask dilated by one token. The router sees what it sees at
+inference: the frozen image encoder's stride-16 tokens, the object's CLIP text embedding, and
+the previous frame's mask logits — here simulated from the previous ground-truth mask with
+random shifts, dilation/erosion and noise, so that the router learns to use the mask cue
+without trusting it blindly. Random cue dropout teaches it to cope when a cue is missing.
+
+    python -m fsam2lib.train.train_router --minutes 10 --out data/router_micro.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fsam2lib.clip_models import load_clip
+from fsam2lib.inputs import to_model_input
+from fsam2lib.models import load_sam2
+from fsam2lib.pruning import (
+    CUES,
+    GridScorer,
+    MaskPriorScorer,
+    RandomScorer,
+    ScoringInputs,
+    mask_tokens,
+)
+from fsam2lib.router import RouterConfig, TokenRouter, save_router
+from fsam2lib.synthetic import WorldConfig, make_split
+
+SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
+
+
+@dataclass
+class RouterSamples:
+    """One row per (video, object, frame >= 1)."""
+
+    features: torch.Tensor  # [N, C, H, W] frozen encoder tokens
+    prev_masks: torch.Tensor  # [N, 1, h, w] bool, previous frame's ground truth (low-res)
+    text: torch.Tensor  # [N, D] CLIP text embeddings
+    labels: torch.Tensor  # [N, H*W] bool relevant tokens
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+@torch.no_grad()
+def encoder_tokens(sam2_model, frames: np.ndarray) -> torch.Tensor:
+    """Frozen stride-16 tokens ``[T, C, H, W]`` (the features memory attention would see)."""
+    images = to_model_input(frames, sam2_model.image_size)
+    _, feats, _, sizes = sam2_model._prepare_backbone_features(sam2_model.forward_image(images))
+    h, w = sizes[-1]
+    return feats[-1].permute(1, 2, 0).reshape(len(frames), -1, h, w)
+
+
+def build_samples(
+    sam2_model, clip, split: str, num_videos: int, num_frames: int = 8, seed: int = 0, progress=True
+) -> RouterSamples:
+    """Encode a split's videos once; every object on every frame after the first is a sample."""
+    world = WorldConfig(
+        height=sam2_model.image_size, width=sam2_model.image_size, num_frames=num_frames
+    )
+    feats, prev, text, labels = [], [], [], []
+    low_res = sam2_model.image_size // 4
+    for video in tqdm(
+        make_split(split, num_videos, world, base_seed=seed),
+        total=num_videos,
+        desc=f"encode {split}",
+        disable=not progress,
+    ):
+        tokens = encoder_tokens(sam2_model, video.frames)
+        grid = tuple(tokens.shape[-2:])
+        ids = sorted(video.descriptions)
+        embeddings = clip.encode_text([video.descriptions[k] for k in ids])
+        masks = torch.from_numpy(video.masks)
+        for row, k in enumerate(ids):
+            obj = (masks == k).float()[:, None]  # [T, 1, H, W]
+            small = F.interpolate(obj, size=(low_res, low_res), mode="area") > 0.5
+            relevant = mask_tokens(obj * 2 - 1, grid, radius=1)  # [T, HW]
+            for t in range(1, num_frames):
+                feats.append(tokens[t])
+                prev.append(small[t - 1])
+                text.append(embeddings[row])
+                labels.append(relevant[t])
+    return RouterSamples(
+        torch.stack(feats), torch.stack(prev), torch.stack(text), torch.stack(labels)
+    )
+
+
+def simulate_logits(prev_masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Previous-frame mask logits as a tracker would give them: shifted, grown or shrunk, noisy."""
+    m = prev_masks.float()
+    b = len(m)
+    shift = torch.randint(-3, 4, (2,), generator=gen).tolist()
+    m = torch.roll(m, shifts=shift, dims=(-2, -1))
+    grow = int(torch.randint(-1, 2, (1,), generator=gen))
+    if grow > 0:
+        m = F.max_pool2d(m, 3, stride=1, padding=1)
+    elif grow < 0:
+        m = -F.max_pool2d(-m, 3, stride=1, padding=1)
+    drop = torch.rand(b, 1, 1, 1, generator=gen) < 0.1  # the tracker lost the object
+    m = torch.where(drop, torch.zeros_like(m), m)
+    logits = (m * 2 - 1) * 8 + torch.randn(m.shape, generator=gen) * 3
+    return F.avg_pool2d(logits, 3, stride=1, padding=1)
+
+
+def sample_cues(gen: torch.Generator) -> tuple[str, ...]:
+    """All cues most of the time; otherwise a random non-empty subset (cue dropout)."""
+    if torch.rand(1, generator=gen) < 0.6:
+        return CUES
+    while True:
+        pick = tuple(c for c in CUES if torch.rand(1, generator=gen) < 0.5)
+        if pick:
+            return pick
+
+
+def router_loss(router: TokenRouter, batch: RouterSamples, cues, gen) -> torch.Tensor:
+    inputs = ScoringInputs(
+        features=batch.features,
+        frame_idx=1,
+        prev_mask_logits=simulate_logits(batch.prev_masks, gen),
+        text_embedding=batch.text,
+        cues=cues,
+    )
+    scores = router(inputs)["combined"]
+    target = batch.labels.float()
+    pos_weight = ((1 - target).sum() / target.sum().clamp(min=1)).clamp(max=20)
+    return F.binary_cross_entropy_with_logits(scores, target, pos_weight=pos_weight)
+
+
+def subset(samples: RouterSamples, idx: torch.Tensor) -> RouterSamples:
+    return RouterSamples(
+        samples.features[idx], samples.prev_masks[idx], samples.text[idx], samples.labels[idx]
+    )
+
+
+def recall_at(scores: torch.Tensor, labels: torch.Tensor, ratio: float) -> float:
+    """Share of relevant tokens that a top-``ratio`` selection keeps (mean over samples)."""
+    k = max(1, round(ratio * scores.shape[1]))
+    top = scores.topk(k, dim=1).indices
+    kept = torch.zeros_like(labels).scatter_(1, top, True) & labels
+    return float((kept.sum(1) / labels.sum(1).clamp(min=1))[labels.any(1)].mean())
+
+
+@torch.no_grad()
+def token_recall_table(router, samples: RouterSamples, ratios=(0.1, 0.2, 0.3, 0.5), seed=0) -> dict:
+    """Relevant-token recall of the router (all cues, each cue off) against the baselines."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = simulate_logits(samples.prev_masks, gen)
+    base = ScoringInputs(
+        features=samples.features, frame_idx=1, prev_mask_logits=logits, text_embedding=samples.text
+    )
+    variants = {
+        "router": CUES,
+        **{f"router -{cue}": tuple(c for c in CUES if c != cue) for cue in CUES},
+        "text_only": ("text",),
+    }
+    table = {}
+    for name, cues in variants.items():
+        scores = router(ScoringInputs(**{**base.__dict__, "cues": cues}))["combined"]
+        table[name] = {r: recall_at(scores, samples.labels, r) for r in ratios}
+    for name, scorer in (
+        ("mask_prior", MaskPriorScorer()),
+        ("grid", GridScorer()),
+        ("random", RandomScorer(seed)),
+    ):
+        table[name] = {r: recall_at(scorer(base)["combined"], samples.labels, r) for r in ratios}
+    return table
+
+
+def format_table(table: dict) -> str:
+    ratios = list(next(iter(table.values())))
+    lines = [
+        "| scorer | " + " | ".join(f"keep {r}" for r in ratios) + " |",
+        "|---|" + "---|" * len(ratios),
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(f"{v[r]:.3f}" for r in ratios) + " |"
+        for name, v in table.items()
+    ]
+    return "\n".join(lines)
+
+
+def train_router(
+    samples: RouterSamples,
+    text_dim: int,
+    minutes: float = 10.0,
+    max_steps: int = 3000,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[TokenRouter, list[float]]:
+    """Fit a fresh router; returns it (eval mode) and the per-step loss curve."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    router = TokenRouter(RouterConfig(feat_dim=samples.features.shape[1], text_dim=text_dim))
+    opt = torch.optim.AdamW(router.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max_steps)
+    losses, start = [], time.time()
+    bar = tqdm(range(max_steps), desc="train router", disable=not progress)
+    for _ in bar:
+        idx = torch.randint(len(samples), (batch_size,), generator=gen)
+        loss = router_loss(router, subset(samples, idx), sample_cues(gen), gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if len(losses) % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if time.time() - start > minutes * 60:
+            break
+    return router.eval(), losses
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sam2", default="micro", help="SAM2 model name (frozen)")
+    parser.add_argument("--sam2-checkpoint", default=None)
+    parser.add_argument("--clip", default="micro", help="CLIP model name (frozen)")
+    parser.add_argument("--train-videos", type=int, default=240)
+    parser.add_argument("--val-videos", type=int, default=40)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("data/router_micro.safetensors"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    sam2_model = load_sam2(args.sam2, checkpoint=args.sam2_checkpoint, predictor_class=SAM2_BASE)
+    clip = load_clip(args.clip)
+    train = build_samples(sam2_model, clip, "train", args.train_videos, seed=args.seed)
+    val = build_samples(sam2_model, clip, "val", args.val_videos, seed=args.seed)
+    router, losses = train_router(train, clip.embed_dim, args.minutes, args.steps, seed=args.seed)
+    table = token_recall_table(router, val)
+    wall = time.time() - start
+    meta = {
+        "sam2": args.sam2,
+        "clip": args.clip,
+        "train_samples": str(len(train)),
+        "steps": str(len(losses)),
+        "wall_seconds": f"{wall:.0f}",
+        "val_token_recall": json.dumps(table),
+    }
+    save_router(router, args.out, meta)
+    print(format_table(table))
+    print(
+        json.dumps(
+            {
+                "steps": len(losses),
+                "final_loss": float(np.mean(losses[-50:])),
+                "wall_seconds": round(wall),
+                "out": str(args.out),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
