@@ -8,7 +8,6 @@ back to random weights: ``weights="random"`` must be asked for, and the returned
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,9 +20,6 @@ CONFIG_DIR = PACKAGE_DIR / "configs"
 DATA_DIR = PACKAGE_DIR.parent / "data"
 MICRO_SAM2_WEIGHTS = DATA_DIR / "sam2_micro.safetensors"
 CHECKPOINT_DIR_ENV = "FSAM2_CHECKPOINTS"
-
-# The missing CUDA extension only disables hole filling in sam2's post-processing.
-warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step")
 
 
 @dataclass(frozen=True)
@@ -129,6 +125,11 @@ def load_sam2(
     model = _instantiate(spec, extra, video_predictor=_is_video_predictor(predictor_class))
     if state is not None:
         _load_into(model, state, name)
+    if hasattr(model, "fill_hole_area"):
+        # Hole filling needs sam2's optional CUDA extension (_C), not built here: without it
+        # sam2 skips the step with a warning on every frame. Switch it off explicitly instead
+        # (build_sam2 appends its own fill_hole_area=8 after our overrides).
+        model.fill_hole_area = 0
     model.fsam2_name = name
     model.fsam2_weights = "random" if weights == "random" else "trained"
     return model.to(torch_device).eval()

@@ -1,0 +1,771 @@
+"""``PrunedSAM2VideoPredictor``: SAM2's video predictor with token pruning before memory
+attention, a text description per object, and inspectable per-frame token scores.
+
+How it plugs into sam2 1.1.0 without editing or copying it:
+
+* **Scoring** happens in ``_run_single_frame_inference`` -- the one place every frame SAM2
+  processes for one object passes through (prompted frames and tracked frames alike, each
+  object with batch size 1). Before SAM2 runs, the frame's stride-16 tokens are scored with
+  the configured strategy (:class:`fsam2lib.pruning.ScoringInputs`) and the query tokens
+  are selected; after it, the frame's own memory tokens are selected (top
+  ``memory_keep_ratio`` of its scores; on prompted frames the object's tokens -- its
+  output mask dilated by ``prompt_radius`` -- rank first, and the clicks' / box corners'
+  neighbourhoods are always kept, on queries and memory alike).
+* **Memory frames are identified by observation, not by re-deriving SAM2's selection.**
+  The output dict SAM2 stores per frame is returned as a :class:`TrackedOutput` (a ``dict``
+  that knows its frame and kept memory indices). SAM2 keeps that very object: it moves it
+  from ``temp_output_dict_per_obj`` to ``output_dict_per_obj`` in
+  ``propagate_in_video_preflight`` (adding its memory with ``out["maskmem_features"] = ...``)
+  and between cond/non-cond dicts when prompts are cleared. In
+  ``_prepare_memory_conditioned_features`` SAM2 subscripts ``prev["maskmem_features"]``
+  exactly once per memory frame, in concatenation order, each giving ``H*W`` tokens, with
+  the object-pointer tokens appended last. While a recording context is active those reads
+  are logged, so memory attention knows which frame each ``H*W`` chunk came from; it checks
+  that ``chunks * H*W + pointer tokens`` equals the memory length and fails loudly if not.
+* **Memory attention** (:class:`fsam2lib.pruning.PrunedMemoryAttention`, installed in place
+  on ``self.memory_attention``) receives a :class:`~fsam2lib.pruning.PruningPlan` for the
+  duration of that call, attends over kept tokens with RoPE at their true grid positions
+  and scatters back onto the configured fill.
+
+Inference-state additions (``state["fsam2"]``), keyed by client object id (stable under
+``remove_object``): ``"text"`` (description, embedding, source) and ``"records"`` (per
+frame: scores per cue, combined, kept query / memory indices, the config used). Each
+frame's ``TrackedOutput`` carries its kept memory indices and, for ``fill="previous"``, its
+memory-conditioned features (kept on prompted frames and on the latest tracked frame only).
+
+Selections are made when a frame is processed, under the config in force then. Swap
+``predictor.pruning`` between runs; prompted (conditioning) frames scored under another
+config, router or text are re-scored at the start of ``propagate_in_video``, so
+"prompt once, propagate under several configs" gives each config its own selection.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from sam2.sam2_video_predictor import SAM2VideoPredictor
+from sam2.utils.misc import load_video_frames
+from torch import Tensor
+
+from fsam2lib.pruning import (
+    ROUTER_STRATEGIES,
+    PrunedMemoryAttention,
+    PruningConfig,
+    PruningPlan,
+    ScoringInputs,
+    TokenScorer,
+    check_scores,
+    make_scorer,
+    mask_tokens,
+    num_kept,
+    prioritise,
+    prompt_neighbourhood,
+    select_tokens,
+)
+
+SIDE_KEY = "fsam2"
+# token_scores() keys that are not scores; a scorer may not use them as cue names.
+RECORD_KEYS = (
+    "kept_query_idx",
+    "kept_memory_idx",
+    "stored_memory_idx",
+    "memory_attention_ran",
+    "grid",
+    "strategy",
+    "prompted",
+    "description",
+)
+# init_state normalises frames with load_video_frames' defaults; undone for describe_object.
+_LOADER_DEFAULTS = inspect.signature(load_video_frames).parameters
+_IMG_MEAN = torch.tensor(_LOADER_DEFAULTS["img_mean"].default)[:, None, None]
+_IMG_STD = torch.tensor(_LOADER_DEFAULTS["img_std"].default)[:, None, None]
+
+_ACTIVE_READS: ContextVar[list | None] = ContextVar("fsam2_memory_reads", default=None)
+
+
+class TrackedOutput(dict):
+    """A frame's stored SAM2 output that knows its frame and its kept memory tokens.
+
+    Behaves as the plain dict SAM2 builds; in addition, reading ``"maskmem_features"``
+    while :func:`record_memory_reads` is active appends this output to the active list.
+    """
+
+    def __init__(
+        self, data: dict, frame_idx: int, is_init_cond_frame: bool, reverse: bool, prompted: bool
+    ) -> None:
+        super().__init__(data)
+        self.frame_idx = frame_idx
+        self.is_init_cond_frame = is_init_cond_frame
+        self.reverse = reverse
+        self.prompted = prompted
+        self.memory_keep_idx: Tensor | None = None  # [B, K] grid indices; None = all tokens
+        self.conditioned: Tensor | None = None  # [B, C, H, W] memory-conditioned features
+
+    def __getitem__(self, key: str) -> object:
+        if key == "maskmem_features":
+            reads = _ACTIVE_READS.get()
+            if reads is not None:
+                reads.append(self)
+        return super().__getitem__(key)
+
+
+@contextmanager
+def record_memory_reads() -> Iterator[list[TrackedOutput]]:
+    """Collect, in order, the ``TrackedOutput``s whose memory features are read in the block."""
+    reads: list[TrackedOutput] = []
+    token = _ACTIVE_READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _ACTIVE_READS.reset(token)
+
+
+@dataclass
+class ObjectText:
+    """An object's description and its L2-normalised text embedding ``[1, D]``."""
+
+    text: str
+    embedding: Tensor
+    source: str  # "user" or "auto" (from describe_object)
+
+
+@dataclass
+class FrameRecord:
+    """What pruning decided on one frame for one object (see ``token_scores``)."""
+
+    frame_idx: int
+    grid: tuple[int, int]
+    config: PruningConfig
+    fingerprint: tuple
+    text: str | None
+    scores: dict[str, Tensor]
+    query_idx: Tensor  # [B, Kq] selected query tokens
+    must_keep: Tensor | None  # [B, H*W] prompt neighbourhoods
+    prompted: bool
+    memory_keep_idx: Tensor | None = None  # [B, Km] this frame's tokens kept as memory
+    memory_attention_ran: bool = False
+    attended_memory: dict[int, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class _FrameCall:
+    """Context of the frame being processed, for the hooks deeper in SAM2's call chain."""
+
+    state: dict
+    obj_id: object
+    output_dict: dict
+    frame_idx: int
+    reverse: bool
+    record: FrameRecord | None
+    conditioned: Tensor | None = None
+
+
+def _neighbour_output(output_dict: dict, frame_idx: int, reverse: bool) -> dict | None:
+    """The stored output of the frame processed just before ``frame_idx`` in tracking order."""
+    t = frame_idx + 1 if reverse else frame_idx - 1
+    out = output_dict["cond_frame_outputs"].get(t)
+    return output_dict["non_cond_frame_outputs"].get(t) if out is None else out
+
+
+def _new_side() -> dict:
+    return {"text": {}, "records": {}}
+
+
+def _side(state: dict) -> dict:
+    if SIDE_KEY not in state:
+        state[SIDE_KEY] = _new_side()
+    return state[SIDE_KEY]
+
+
+class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
+    """SAM2's video predictor with token pruning (see the module docstring for the design).
+
+    Every stock method keeps its signature and behaviour; with ``pruning.strategy == "none"``
+    (the default) results are stock SAM2's. Extra attributes, settable at any time and never
+    registered as submodules (state-dict keys stay SAM2's; move them to the model's device
+    yourself):
+
+    pruning: :class:`~fsam2lib.pruning.PruningConfig`.
+    router: the learned :class:`~fsam2lib.pruning.TokenScorer` for strategies "router" and
+        "text_only" (``ScoringInputs.cues`` says which cues to use).
+    text_encoder: ``Callable[[list[str]], Tensor [N, D]]`` (e.g. from ``load_clip``); needed
+        as soon as an object gets text.
+    describe_object: ``Callable[[Tensor, Tensor], str | None]`` called with the prompted frame
+        (RGB ``[3, S, S]`` float in [0, 1] at the model's input size S) and the object's
+        predicted mask there (bool ``[S, S]``, possibly empty) when an object is prompted
+        without text and has none; its answer becomes the object's text (source "auto").
+        If it is None (default) such an object has no text and the text cue is off for it.
+    """
+
+    _PLAIN_ATTRS = frozenset({"pruning", "router", "text_encoder", "describe_object", "_call"})
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        PrunedMemoryAttention.convert(self.memory_attention)
+        self.pruning = PruningConfig(strategy="none")
+        self.router = None
+        self.text_encoder = None
+        self.describe_object = None
+        self._call = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name not in self._PLAIN_ATTRS:
+            super().__setattr__(name, value)
+            return
+        if name == "pruning" and not isinstance(value, PruningConfig):
+            raise TypeError(f"pruning must be a PruningConfig, got {type(value).__name__}")
+        if name in ("router", "text_encoder", "describe_object") and not (
+            value is None or callable(value)
+        ):
+            raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
+        object.__setattr__(self, name, value)  # bypass nn.Module registration
+
+    # ------------------------------------------------------------------ stock API, extended
+
+    @torch.inference_mode()
+    def init_state(
+        self,
+        video_path,
+        offload_video_to_cpu=False,
+        offload_state_to_cpu=False,
+        async_loading_frames=False,
+    ):
+        """Stock ``init_state``; also creates the state's ``"fsam2"`` entry."""
+        state = super().init_state(
+            video_path,
+            offload_video_to_cpu=offload_video_to_cpu,
+            offload_state_to_cpu=offload_state_to_cpu,
+            async_loading_frames=async_loading_frames,
+        )
+        state[SIDE_KEY] = _new_side()
+        return state
+
+    @torch.inference_mode()
+    def add_new_points_or_box(
+        self,
+        inference_state,
+        frame_idx,
+        obj_id,
+        points=None,
+        labels=None,
+        clear_old_points=True,
+        normalize_coords=True,
+        box=None,
+        text: str | None = None,
+    ):
+        """Stock clicks / box prompt. ``text`` (optional) sets the object's description
+        before the frame is scored; without it, ``describe_object`` (if set) may give one."""
+        make_scorer(self.pruning, self.router)  # fail before touching the state
+        with self._prompt_text(inference_state, obj_id, text):
+            result = super().add_new_points_or_box(
+                inference_state,
+                frame_idx,
+                obj_id,
+                points=points,
+                labels=labels,
+                clear_old_points=clear_old_points,
+                normalize_coords=normalize_coords,
+                box=box,
+            )
+        self._describe_if_needed(inference_state, frame_idx, obj_id)
+        return result
+
+    @torch.inference_mode()
+    def add_new_mask(self, inference_state, frame_idx, obj_id, mask, text: str | None = None):
+        """Stock mask prompt; ``text`` as in :meth:`add_new_points_or_box`."""
+        make_scorer(self.pruning, self.router)  # fail before touching the state
+        with self._prompt_text(inference_state, obj_id, text):
+            result = super().add_new_mask(inference_state, frame_idx, obj_id, mask)
+        self._describe_if_needed(inference_state, frame_idx, obj_id)
+        return result
+
+    @torch.inference_mode()
+    def propagate_in_video_preflight(self, inference_state):
+        """Stock preflight, then bring conditioning frames' selections up to date."""
+        super().propagate_in_video_preflight(inference_state)
+        self._refresh_conditioning_frames(inference_state)
+
+    @torch.inference_mode()
+    def reset_state(self, inference_state):
+        """Stock ``reset_state``; also forgets texts and token records."""
+        super().reset_state(inference_state)
+        inference_state[SIDE_KEY] = _new_side()
+
+    @torch.inference_mode()
+    def remove_object(self, inference_state, obj_id, strict=False, need_output=True):
+        """Stock ``remove_object``; also forgets the object's text and token records."""
+        result = super().remove_object(
+            inference_state, obj_id, strict=strict, need_output=need_output
+        )
+        if obj_id not in inference_state["obj_id_to_idx"]:
+            for part in _side(inference_state).values():
+                part.pop(obj_id, None)
+        return result
+
+    # ------------------------------------------------------------------ text per object
+
+    @torch.inference_mode()
+    def set_object_text(self, inference_state: dict, obj_id: object, text: str) -> None:
+        """Set (or replace) the description of a known object; encoded with ``text_encoder``."""
+        self._check_obj(inference_state, obj_id)
+        _side(inference_state)["text"][obj_id] = self._encode_text(text, "user")
+
+    def get_object_text(self, inference_state: dict, obj_id: object) -> str | None:
+        """The object's description, or None if it has none."""
+        self._check_obj(inference_state, obj_id)
+        entry = _side(inference_state)["text"].get(obj_id)
+        return None if entry is None else entry.text
+
+    def token_scores(self, inference_state: dict, frame_idx: int, obj_id: object) -> dict:
+        """Scores and selections of one processed frame for one object.
+
+        Keys: ``"combined"`` and one per cue (``[B, H*W]``, row-major ``y*W + x``);
+        ``"kept_query_idx"`` ``[B, Kq]`` (query tokens selected; used iff
+        ``"memory_attention_ran"``); ``"kept_memory_idx"`` {memory frame index: ``[B, K]``
+        tokens of that frame attended here}; ``"stored_memory_idx"`` ``[B, Km]`` (this
+        frame's tokens kept as memory for later frames); ``"grid"`` ``(H, W)``;
+        ``"strategy"``; ``"prompted"``; ``"description"`` (the object text used, or None).
+        """
+        self._check_obj(inference_state, obj_id)
+        record = _side(inference_state)["records"].get(obj_id, {}).get(frame_idx)
+        if record is None:
+            raise KeyError(
+                f"no token scores for object {obj_id!r} on frame {frame_idx}: the frame has not "
+                "been processed with a pruning strategy (strategy 'none' records nothing)"
+            )
+        out = dict(record.scores)
+        out.update(
+            kept_query_idx=record.query_idx,
+            kept_memory_idx=dict(record.attended_memory),
+            stored_memory_idx=record.memory_keep_idx,
+            memory_attention_ran=record.memory_attention_ran,
+            grid=record.grid,
+            strategy=record.config.strategy,
+            prompted=record.prompted,
+            description=record.text,
+        )
+        return out
+
+    def _check_obj(self, state: dict, obj_id: object) -> None:
+        if obj_id not in state["obj_id_to_idx"]:
+            raise KeyError(
+                f"unknown object id {obj_id!r}; known ids: {list(state['obj_id_to_idx'])}. "
+                "Add a prompt for it first (add_new_points_or_box / add_new_mask)."
+            )
+
+    def _encode_text(self, text: object, source: str) -> ObjectText:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"object text must be a non-empty string, got {text!r}")
+        if self.text_encoder is None:
+            raise RuntimeError(
+                "an object text was given but no text encoder is set: assign "
+                "`predictor.text_encoder` (Callable[[list[str]], Tensor [N, D]], e.g. from "
+                "fsam2lib.clip_models.load_clip)"
+            )
+        text = text.strip()
+        emb = self.text_encoder([text])
+        if not isinstance(emb, Tensor) or emb.dim() != 2 or emb.shape[0] != 1:
+            shape = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
+            raise ValueError(f"text_encoder must return a [1, D] tensor for one text, got {shape}")
+        emb = F.normalize(emb.detach().float(), dim=-1).to(self.device)
+        return ObjectText(text, emb, source)
+
+    @contextmanager
+    def _prompt_text(self, state: dict, obj_id: object, text: str | None) -> Iterator[None]:
+        """Set the object's text for the prompt that follows; undo it if the prompt fails."""
+        if text is None:
+            yield
+            return
+        texts = _side(state)["text"]
+        previous = texts.get(obj_id)
+        texts[obj_id] = self._encode_text(text, "user")
+        try:
+            yield
+        except BaseException:
+            if previous is None:
+                texts.pop(obj_id, None)
+            else:
+                texts[obj_id] = previous
+            raise
+
+    def _describe_if_needed(self, state: dict, frame_idx: int, obj_id: object) -> None:
+        if self.describe_object is None or _side(state)["text"].get(obj_id) is not None:
+            return
+        obj_idx = state["obj_id_to_idx"][obj_id]
+        temp = state["temp_output_dict_per_obj"][obj_idx]
+        out = temp["cond_frame_outputs"].get(frame_idx)
+        if out is None:
+            out = temp["non_cond_frame_outputs"][frame_idx]
+        size = (self.image_size, self.image_size)
+        frame = state["images"][frame_idx].to(self.device).float()
+        rgb = (frame * _IMG_STD.to(frame.device) + _IMG_MEAN.to(frame.device)).clamp(0.0, 1.0)
+        logits = F.interpolate(
+            out["pred_masks"].to(self.device), size=size, mode="bilinear", align_corners=False
+        )
+        text = self.describe_object(rgb, logits[0, 0] > 0)
+        if text is None:
+            return
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"describe_object must return a non-empty string or None, got {text!r}"
+            )
+        _side(state)["text"][obj_id] = self._encode_text(text, "auto")
+
+    # ------------------------------------------------------------------ hooks into SAM2
+
+    def _run_single_frame_inference(
+        self,
+        inference_state,
+        output_dict,
+        frame_idx,
+        batch_size,
+        is_init_cond_frame,
+        point_inputs,
+        mask_inputs,
+        reverse,
+        run_mem_encoder,
+        prev_sam_mask_logits=None,
+    ):
+        """Score the frame, run stock inference with the plan in reach, select its memory."""
+        obj_id = self._obj_id_of(inference_state, output_dict)
+        prompted = point_inputs is not None or mask_inputs is not None
+        record = None
+        if self.pruning.strategy != "none" and not (
+            prompted and self._awaits_description(inference_state, obj_id)
+        ):
+            record = self._score_frame(
+                inference_state,
+                obj_id,
+                output_dict,
+                frame_idx,
+                batch_size,
+                is_init_cond_frame,
+                point_inputs,
+                mask_inputs,
+                reverse,
+            )
+        call = _FrameCall(inference_state, obj_id, output_dict, frame_idx, reverse, record)
+        self._call = call
+        try:
+            out, pred_masks = super()._run_single_frame_inference(
+                inference_state,
+                output_dict,
+                frame_idx,
+                batch_size,
+                is_init_cond_frame,
+                point_inputs,
+                mask_inputs,
+                reverse,
+                run_mem_encoder,
+                prev_sam_mask_logits,
+            )
+        finally:
+            self._call = None
+        tracked = TrackedOutput(out, frame_idx, is_init_cond_frame, reverse, prompted)
+        tracked.conditioned = call.conditioned
+        previous = _neighbour_output(output_dict, frame_idx, reverse)
+        if isinstance(previous, TrackedOutput) and not previous.prompted:
+            previous.conditioned = None  # only the latest tracked frame's is needed
+        records = _side(inference_state)["records"].setdefault(obj_id, {})
+        if record is None:
+            records.pop(frame_idx, None)
+        else:
+            record.memory_keep_idx = tracked.memory_keep_idx = self._select_memory(
+                record, out["pred_masks"]
+            )
+            records[frame_idx] = record
+        return tracked, pred_masks
+
+    def _prepare_memory_conditioned_features(
+        self,
+        frame_idx,
+        is_init_cond_frame,
+        current_vision_feats,
+        current_vision_pos_embeds,
+        feat_sizes,
+        output_dict,
+        num_frames,
+        track_in_reverse=False,
+    ):
+        """Stock memory conditioning; with a pruning record, memory attention is pruned."""
+        kwargs = dict(
+            frame_idx=frame_idx,
+            is_init_cond_frame=is_init_cond_frame,
+            current_vision_feats=current_vision_feats,
+            current_vision_pos_embeds=current_vision_pos_embeds,
+            feat_sizes=feat_sizes,
+            output_dict=output_dict,
+            num_frames=num_frames,
+            track_in_reverse=track_in_reverse,
+        )
+        call = self._call
+        if call is None or call.record is None:
+            pix = super()._prepare_memory_conditioned_features(**kwargs)
+        else:
+            attention = PrunedMemoryAttention.convert(self.memory_attention)
+            plan = PruningPlan(
+                grid=tuple(feat_sizes[-1]),
+                query_idx=call.record.query_idx,
+                fill=self._fill(call, current_vision_feats[-1]),
+            )
+            with record_memory_reads() as reads, attention.planned(plan):
+                plan.memory_sources = reads
+                pix = super()._prepare_memory_conditioned_features(**kwargs)
+            if plan.attended is not None:
+                call.record.memory_attention_ran = True
+                call.record.attended_memory = plan.attended
+        if call is not None:
+            call.conditioned = pix
+        return pix
+
+    # ------------------------------------------------------------------ pruning internals
+
+    def _obj_id_of(self, state: dict, output_dict: dict) -> object:
+        for obj_idx, obj_output_dict in state["output_dict_per_obj"].items():
+            if obj_output_dict is output_dict:
+                return state["obj_idx_to_id"][obj_idx]
+        raise RuntimeError(
+            "output_dict is not one of this inference state's per-object output dicts"
+        )
+
+    def _awaits_description(self, state: dict, obj_id: object) -> bool:
+        """Under "text_only", an object prompted without text while ``describe_object`` is
+        set gets its text only after the prompt's mask exists; its prompted frame is then
+        scored at the start of ``propagate_in_video`` (see ``_refresh_conditioning_frames``)."""
+        return (
+            self.pruning.strategy == "text_only"
+            and self.describe_object is not None
+            and _side(state)["text"].get(obj_id) is None
+        )
+
+    def _fingerprint(self, state: dict, obj_id: object) -> tuple:
+        """What a frame's scores depend on besides the frame: config, and for router
+        strategies the router and the object's text."""
+        if self.pruning.strategy not in ROUTER_STRATEGIES:
+            return (self.pruning, None, None)
+        entry = _side(state)["text"].get(obj_id)
+        return (self.pruning, self.router, None if entry is None else entry.text)
+
+    def _score_frame(
+        self,
+        state: dict,
+        obj_id: object,
+        output_dict: dict,
+        frame_idx: int,
+        batch_size: int,
+        is_init_cond_frame: bool,
+        point_inputs: dict | None,
+        mask_inputs: Tensor | None,
+        reverse: bool,
+    ) -> FrameRecord:
+        cfg = self.pruning
+        _, _, vision_feats, _, feat_sizes = self._get_image_feature(state, frame_idx, batch_size)
+        h, w = feat_sizes[-1]
+        tokens = vision_feats[-1]  # [H*W, B, C]
+        b = tokens.shape[1]
+        entry = _side(state)["text"].get(obj_id)
+        if cfg.strategy == "text_only" and entry is None:
+            raise RuntimeError(
+                f"strategy 'text_only' needs a description of object {obj_id!r}: pass text=... "
+                "with the prompt, call set_object_text, or set predictor.describe_object"
+            )
+        points = self._prompt_points(point_inputs, (h, w))
+        inputs = ScoringInputs(
+            features=tokens.permute(1, 2, 0).reshape(b, -1, h, w),
+            frame_idx=frame_idx,
+            prev_mask_logits=None
+            if is_init_cond_frame
+            else self._neighbour_mask(output_dict, frame_idx, reverse),
+            text_embedding=None if entry is None else entry.embedding.expand(b, -1),
+            prompt_points=points,
+            cues=cfg.cues,
+        )
+        scorer: TokenScorer = make_scorer(cfg, self.router)
+        scores = check_scores(
+            scorer(inputs), b, h * w, f"token scorer of strategy {cfg.strategy!r}"
+        )
+        clash = sorted(set(scores) & set(RECORD_KEYS))
+        if clash:
+            raise ValueError(f"token scorer returned reserved entry names {clash}")
+        must_keep = (
+            None if points is None else prompt_neighbourhood(points, (h, w), cfg.prompt_radius)
+        )
+        keep = num_kept(h * w, cfg.keep_ratio, cfg.min_tokens)
+        return FrameRecord(
+            frame_idx=frame_idx,
+            grid=(h, w),
+            config=cfg,
+            fingerprint=self._fingerprint(state, obj_id),
+            text=None if entry is None else entry.text,
+            scores=scores,
+            query_idx=select_tokens(scores["combined"], keep, must_keep),
+            must_keep=must_keep,
+            prompted=point_inputs is not None or mask_inputs is not None,
+        )
+
+    def _prompt_points(self, point_inputs: dict | None, grid: tuple[int, int]) -> Tensor | None:
+        """Clicks / box corners ``[B, N, 2]`` in (x, y) token-grid coordinates."""
+        if point_inputs is None:
+            return None
+        coords, labels = point_inputs["point_coords"].float(), point_inputs["point_labels"]
+        valid = (labels != -1).any(dim=0)  # drop padding points
+        if not bool(valid.any()):
+            return None
+        h, w = grid
+        scale = torch.tensor([w / self.image_size, h / self.image_size], device=coords.device)
+        return coords[:, valid] * scale
+
+    def _neighbour_mask(self, output_dict: dict, frame_idx: int, reverse: bool) -> Tensor | None:
+        """Low-res mask logits of the previously processed frame in tracking order."""
+        out = _neighbour_output(output_dict, frame_idx, reverse)
+        return None if out is None else out["pred_masks"].to(self.device)
+
+    def _select_memory(self, record: FrameRecord, pred_masks: Tensor) -> Tensor:
+        """This frame's memory tokens: its own top scores; the object first on prompted frames."""
+        cfg = record.config
+        h, w = record.grid
+        scores = record.scores["combined"]
+        if record.prompted:
+            obj = mask_tokens(pred_masks.to(scores.device), record.grid, cfg.prompt_radius)
+            scores = prioritise(scores, obj)
+        return select_tokens(
+            scores, num_kept(h * w, cfg.memory_ratio, cfg.min_tokens), record.must_keep
+        )
+
+    def _fill(self, call: _FrameCall, curr: Tensor) -> Tensor:
+        """Values ``[H*W, B, C]`` for pruned query positions (sequence-first)."""
+        mode = call.record.config.fill
+        if mode == "zeros":
+            return torch.zeros_like(curr)
+        if mode == "previous":
+            previous = _neighbour_output(call.output_dict, call.frame_idx, call.reverse)
+            if isinstance(previous, TrackedOutput) and previous.conditioned is not None:
+                return previous.conditioned.flatten(2).permute(2, 0, 1)
+        # SAM2's own treatment of a frame without memory (directly_add_no_mem_embed)
+        return curr + self.no_mem_embed
+
+    def _refresh_conditioning_frames(self, state: dict) -> None:
+        """Re-score conditioning frames whose selection was made under another config,
+        router or text, so their stored memory follows the config now in force (under
+        strategy "none" their records are dropped: nothing is pruned or recorded)."""
+        side = _side(state)
+        for obj_idx, obj_output_dict in state["output_dict_per_obj"].items():
+            obj_id = state["obj_idx_to_id"][obj_idx]
+            records = side["records"].setdefault(obj_id, {})
+            fingerprint = self._fingerprint(state, obj_id)
+            for t, out in obj_output_dict["cond_frame_outputs"].items():
+                if self.pruning.strategy == "none":
+                    records.pop(t, None)
+                    if isinstance(out, TrackedOutput):
+                        out.memory_keep_idx = None
+                    continue
+                if not isinstance(out, TrackedOutput):
+                    raise RuntimeError(
+                        f"frame {t} of object {obj_id!r} was not produced by PrunedSAM2VideoPredictor; "
+                        "create the inference state with this predictor"
+                    )
+                record = records.get(t)
+                if record is not None and record.fingerprint == fingerprint:
+                    continue
+                record = self._score_frame(
+                    state,
+                    obj_id,
+                    obj_output_dict,
+                    t,
+                    out["pred_masks"].shape[0],
+                    out.is_init_cond_frame,
+                    state["point_inputs_per_obj"][obj_idx].get(t),
+                    state["mask_inputs_per_obj"][obj_idx].get(t),
+                    out.reverse,
+                )
+                record.memory_keep_idx = out.memory_keep_idx = self._select_memory(
+                    record, out["pred_masks"]
+                )
+                records[t] = record
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def clip_text_encoder(clip) -> Callable:
+    """``text_encoder`` for the predictor: validates each text for ``clip`` (empty text is an
+    error; free text given to the micro CLIP warns), then embeds it."""
+    from fsam2lib.describe import check_text
+
+    def encode(texts: list[str]) -> Tensor:
+        return clip.encode_text([check_text(t, clip) for t in texts])
+
+    return encode
+
+
+def clip_describer(clip) -> Callable:
+    """``describe_object`` for the predictor: zero-shot ranking of the vocabulary phrases on a
+    crop around the object's mask on its prompted frame (None when the mask is empty)."""
+    from fsam2lib.describe import describe_region
+
+    def describe(rgb: Tensor, mask: Tensor) -> str | None:
+        mask_np = mask.detach().cpu().numpy().astype(bool)
+        if not mask_np.any():
+            return None
+        frame = (rgb.detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        return describe_region(clip, frame, mask=mask_np).phrase
+
+    return describe
+
+
+def build_predictor(
+    model: str = "micro",
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    weights: str | None = None,
+    pruning: PruningConfig | None = None,
+    image_size: int | None = None,
+    clip: str | None = "micro",
+    clip_pretrained: str | None = None,
+    router: str | TokenScorer | None = "shipped",
+) -> PrunedSAM2VideoPredictor:
+    """A :class:`PrunedSAM2VideoPredictor` with its text encoder, describer and router attached.
+
+    model/checkpoint/weights/image_size: as :func:`fsam2lib.models.load_sam2`.
+    clip: CLIP for the text cue and automatic descriptions (``None``: no text at all).
+    router: "shipped" loads the router trained for the micro SAM2 + micro CLIP (only valid
+        with those two); a path loads another trained router; a scorer object is used as is;
+        ``None`` attaches none (strategies "router"/"text_only" then raise).
+    """
+    from fsam2lib.clip_models import load_clip
+    from fsam2lib.models import load_sam2
+    from fsam2lib.router import load_router
+
+    predictor = load_sam2(
+        model,
+        checkpoint=checkpoint,
+        device=device,
+        weights=weights,
+        image_size=image_size,
+        predictor_class=PrunedSAM2VideoPredictor,
+    )
+    if clip is not None:
+        bundle = load_clip(clip, pretrained=clip_pretrained, device=device)
+        predictor.text_encoder = clip_text_encoder(bundle)
+        predictor.describe_object = clip_describer(bundle)
+    if router == "shipped":
+        if (model, clip) != ("micro", "micro") or weights == "random":
+            raise ValueError(
+                "the shipped router was trained for the trained micro SAM2 with the micro CLIP; "
+                f"for model={model!r}, clip={clip!r}, weights={weights!r} pass router=PATH to a "
+                "router trained with `python -m fsam2lib.train.train_router`, or router=None"
+            )
+        predictor.router = load_router(device=device)
+    elif isinstance(router, str):
+        predictor.router = load_router(router, device=device)
+    else:
+        predictor.router = router
+    if pruning is not None:
+        predictor.pruning = pruning
+    return predictor
