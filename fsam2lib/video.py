@@ -40,7 +40,9 @@ class Video:
         if self.frame_names is None:
             self.frame_names = [f"{i:05d}" for i in range(len(self.frames))]
         if len(self.frame_names) != len(self.frames):
-            raise ValueError(f"video {self.name!r}: {len(self.frame_names)} names for {len(self.frames)} frames")
+            raise ValueError(
+                f"video {self.name!r}: {len(self.frame_names)} names for {len(self.frames)} frames"
+            )
         if self.annotated is None:
             self.annotated = np.ones(len(self.frames), dtype=bool)
 
