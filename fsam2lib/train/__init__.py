@@ -1,0 +1,1 @@
+"""Training scripts for the micro models (each runnable with ``python -m``)."""
