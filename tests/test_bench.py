@@ -1,0 +1,304 @@
+"""Benchmark CLI and library: quick efficiency / accuracy / memory runs of the micro model with
+random weights (cost only), the analytic FLOPs against a hand computation, argument errors,
+--compare, plots."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import json
+
+import pytest
+import torch
+
+from fsam2lib import bench
+from fsam2lib.profiling import STAGES, MemoryAttentionDims, amdahl, memory_attention_flops
+
+torch.set_num_threads(1)
+# sam2's hole filling needs its CUDA extension; without it sam2 warns and skips that step
+pytestmark = pytest.mark.filterwarnings("ignore:(?s).*Skipping the post-processing step")
+
+# micro SAM2 (fsam2lib/configs/sam2_micro.yaml): 256 px -> 16x16 tokens, memory attention
+# d_model 64, 1 head of width 64, memory tokens 32-d, MLP 256, 2 layers; 7 memory frames.
+MICRO_DIMS = MemoryAttentionDims(
+    d_model=64, self_dim=64, cross_dim=64, memory_dim=32, ffn_dim=256, num_layers=2
+)
+HW = 16 * 16
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def hand_flops(nq: int, mem: int, ptr: int) -> int:
+    """The micro model's memory-attention FLOPs written out term by term (2 FLOPs per MAC)."""
+    d, di, dm, f, layers = 64, 64, 32, 256, 2
+    keys = mem + ptr
+    self_attn = 3 * nq * d * di + nq * di * d + nq * nq * di + nq * nq * di
+    cross_attn = nq * d * di + nq * di * d + keys * dm * di * 2 + nq * keys * di * 2
+    mlp = nq * d * f + nq * f * d
+    return 2 * layers * (self_attn + cross_attn + mlp)
+
+
+def run_cli(argv: list[str]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert bench.main(argv) == 0
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def efficiency(tmp_path_factory) -> tuple[dict, str, object]:
+    """One quick CLI efficiency run (in-process, 2 keep ratios), compared with a fake earlier run."""
+    folder = tmp_path_factory.mktemp("eff")
+    previous = folder / "previous.json"
+    previous.write_text(
+        json.dumps(
+            {
+                "kind": "efficiency",
+                "weights_label": "earlier",
+                "configs": [{"name": "keep=0.50", "seconds_per_frame": 1e6}],
+            }
+        )
+    )
+    out = folder / "eff.json"
+    printed = run_cli(
+        [
+            "efficiency",
+            "--model=micro",
+            "--weights=random",
+            "--image-size=256",
+            "--keep=1.0,0.5",
+            "--quick",
+            "--in-process",
+            "--threads=1",
+            "--no-progress",
+            f"--json={out}",
+            f"--compare={previous}",
+        ]
+    )
+    return json.loads(out.read_text()), printed, out
+
+
+def test_efficiency_result_keys_and_labels(efficiency):
+    result, printed, _ = efficiency
+    for key in ("kind", "weights_label", "random_weights", "note", "configs", "reference"):
+        assert key in result
+    assert result["random_weights"] is True
+    assert "RANDOM" in result["weights_label"] and "RANDOM" in result["note"]
+    assert "RANDOM" in printed and "keep=0.50" in printed
+    assert result["router"].startswith("untrained") and "RANDOM" in result["router"]
+    assert result["text_encoder"] == "CLIP micro" and result["text"]  # the router's text cue is on
+    assert [c["name"] for c in result["configs"]] == ["keep=1.00 (stock)", "keep=0.50"]
+    assert result["memory_attention"] == dataclasses.asdict(MICRO_DIMS)
+    assert result["settings"]["steady_frames"] == [7, 8]  # 9 frames, num_maskmem 7
+    for config in result["configs"]:
+        stages = config["stage_seconds"]
+        assert set(stages) == set(STAGES)
+        assert sum(stages.values()) == pytest.approx(config["seconds_per_frame"], rel=1e-9)
+        assert config["peak_rss_bytes"] is None  # in-process: not attributable to one config
+        assert config["peak_cuda_bytes"] is None  # CPU run
+    ref, pruned = result["configs"]
+    assert ref["speedup"] == 1.0 and ref["stage_seconds"]["router"] == 0.0
+    assert pruned["stage_seconds"]["router"] > 0.0  # the untrained router ran and was timed
+    p = ref["stage_share"]["memory_attention"]
+    s = pruned["memory_attention_speedup"]
+    assert pruned["amdahl"]["bound"] == pytest.approx(1 / ((1 - p) + p / s))
+    assert pruned["amdahl"]["ceiling"] == pytest.approx(1 / (1 - p))
+
+
+def test_efficiency_tokens_and_flops_follow_the_formula(efficiency):
+    result, _, _ = efficiency
+    ref, pruned = result["configs"]
+    assert ref["tokens"]["query_kept"] == HW
+    assert ref["tokens"]["memory_kept_per_frame"] == [HW] * 7
+    assert pruned["tokens"]["query_kept"] == pruned["tokens"]["query_expected"] == HW // 2
+    assert pruned["tokens"]["memory_kept_per_frame"] == [HW // 2] * 7
+    ptr_lo, ptr_hi = pruned["tokens"]["pointer_tokens"]
+    assert ptr_lo == ref["tokens"]["pointer_tokens"][0] and ptr_hi > 0
+    # steady frames 7 and 8: 7 and 8 previous object pointers, each split into 64/32 = 2 tokens
+    assert (ptr_lo, ptr_hi) == (14, 16)
+    mean = lambda nq, mem: (hand_flops(nq, mem, 14) + hand_flops(nq, mem, 16)) / 2  # noqa: E731
+    assert ref["memory_attention_flops"]["total"] == pytest.approx(mean(HW, 7 * HW))
+    assert pruned["memory_attention_flops"]["total"] == pytest.approx(mean(HW // 2, 7 * HW // 2))
+    assert pruned["memory_attention_flops"]["total"] < ref["memory_attention_flops"]["total"]
+    assert 0.25 < pruned["flops_vs_dense"] < 0.5  # between r^2 (attention) and r (projections)
+    bank = pruned["memory_bank_bytes"]
+    assert bank["dense"] == 7 * HW * 32 * 2  # bf16 memory features, 32-d
+    assert bank["kept"] == bank["dense"] // 2
+    assert bank["stored"] == bank["dense"] + 7 * (HW // 2) * 8  # dense + int64 indices
+
+
+def test_flops_formula_hand_case():
+    flops = memory_attention_flops(MICRO_DIMS, 100, [40, 60], 6)
+    assert flops["total"] == hand_flops(100, 100, 6)
+    assert flops["total"] == sum(v for k, v in flops.items() if k != "total")
+    smaller = memory_attention_flops(MICRO_DIMS, 50, [20, 30], 6)
+    assert smaller["total"] < flops["total"]
+    assert smaller["self_attention"] < flops["self_attention"] / 2  # quadratic in queries
+    with pytest.raises(ValueError, match="query token count"):
+        memory_attention_flops(MICRO_DIMS, -1, 10)
+
+
+def test_amdahl():
+    assert amdahl(0.5, 2.0)["bound"] == pytest.approx(1 / 0.75)
+    assert amdahl(0.5, 2.0)["ceiling"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="share"):
+        amdahl(1.5, 2.0)
+
+
+def test_efficiency_plots_and_compare(efficiency):
+    result, printed, path = efficiency
+    png = path.with_name("eff_stages.png")
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert f"wrote {png}" in printed
+    # the fake earlier run had 1e6 s/frame for keep=0.50
+    assert "compare: previous earlier" in printed
+    assert "configs[keep=0.50].seconds_per_frame" in printed
+    faster = copy.deepcopy(result)
+    faster["configs"][1]["seconds_per_frame"] /= 2
+    rows = {r["figure"]: r for r in bench.compare_results(result, faster)["rows"]}
+    row = rows["configs[keep=0.50].seconds_per_frame"]
+    assert row["relative"] == pytest.approx(-0.5)
+    assert rows["configs[keep=1.00 (stock)].speedup"]["change"] == 0.0
+    with pytest.raises(ValueError, match="cannot compare"):
+        bench.compare_results(result, {"kind": "accuracy"})
+    other = path.with_name("faster.json")
+    other.write_text(json.dumps(faster))
+    assert "-50.0%" in run_cli(["compare", str(path), str(other)])
+
+
+def test_isolated_run_reports_its_own_peak_rss():
+    """Each (repeat, config) in a fresh subprocess: peak RSS belongs to that run."""
+    result = bench.run_efficiency(
+        model="micro",
+        weights="random",
+        image_size=256,
+        keep=[1.0],
+        quick=True,
+        threads=1,
+        clip=None,
+    )
+    (ref,) = result["configs"]
+    assert result["settings"]["isolated"] is True
+    assert ref["peak_rss_bytes"] >= ref["baseline_rss_bytes"] > 0
+    assert result["text_encoder"] is None and result["text"] is None
+
+
+def test_quick_accuracy(tmp_path, capsys):
+    result = bench.run_accuracy(
+        model="micro",
+        weights="random",
+        dataset="synthetic:val:1",
+        keep="1.0,0.5",
+        strategies="random",
+        quick=True,
+    )
+    assert capsys.readouterr().out == ""  # library functions do not print
+    assert [c["name"] for c in result["configs"]] == ["reference", "random@0.50"]
+    ref = result["configs"][0]
+    assert ref["strategy"] == "none" and ref["jf_drop"] == 0.0 and ref["speedup"] == 1.0
+    rows = result["videos"]
+    assert [(r["video"], r["config"]) for r in rows] == [
+        ("val_0000", "reference"),
+        ("val_0000", "random@0.50"),
+    ]
+    assert rows[0]["jf_drop"] == 0.0
+    assert rows[1]["jf_drop"] == pytest.approx(rows[0]["J&F"] - rows[1]["J&F"])
+    for row in rows:
+        assert 0.0 <= row["J"] <= 1.0 and 0.0 <= row["F"] <= 1.0
+        assert row["J&F"] == pytest.approx((row["J"] + row["F"]) / 2)
+        assert row["frames"] == 8
+    assert "RANDOM" in result["note"] and result["text"] == "dataset descriptions"
+    table = bench.format_accuracy_table(result)
+    assert "random@0.50" in table and "RANDOM" in table
+    paths = bench.write_result(result, tmp_path / "acc.json")
+    assert paths[1].name == "acc_jf_vs_keep.png" and paths[1].read_bytes()[:8] == PNG_MAGIC
+
+
+def test_memory_trace_and_release():
+    result = bench.run_memory(
+        model="micro",
+        weights="random",
+        frames=18,
+        keep=[1.0],
+        release=(False, True),
+        trace_every=6,
+        isolate=False,
+    )
+    keep_all, released = result["series"]
+    assert keep_all["frames"] == released["frames"] == [0, 6, 12, 17]
+    # forward tracking reads up to 15 previous frames (16 object pointers): by frame 17,
+    # non-conditioning frames 1-2 are released; SAM2 by default keeps all 18 frames' memory
+    per_frame = 32 * 16 * 16 * 2  # bf16 [1, 32, 16, 16]
+    assert released["released_frames"] == 2
+    assert keep_all["state_bytes_end"]["maskmem_features"] == 18 * per_frame
+    assert released["state_bytes_end"]["maskmem_features"] == 16 * per_frame
+    assert keep_all["state_bytes"][-1] > keep_all["state_bytes"][0]
+    # what memory attention reads does not depend on releasing
+    assert keep_all["attended_memory_tokens"] == released["attended_memory_tokens"]
+    assert max(t for t in keep_all["attended_memory_tokens"] if t) == 7 * HW + 2 * 16
+    assert "keep-all" in bench.format_memory_table(result)
+    fig = bench.plot_memory_vs_length(result)
+    assert len(fig.axes) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["efficiency", "--keep=0.5,1.5"], "out of range"),
+        (["efficiency", "--keep=0,0.5"], "out of range"),
+        (["efficiency", "--strategy=magic"], "unknown strategy"),
+        (["accuracy", "--strategies=router,magic"], "unknown strategy"),
+        (["efficiency", "--keep=0.5,0.3", "--memory-keep=0.5,0.4,0.3"], "one per keep ratio"),
+        (["accuracy", "--dataset=/nonexistent/davis"], "dataset folder not found"),
+        (["accuracy", "--dataset=synthetic:val"], "synthetic:SPLIT:N"),
+        (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "result file not found"),
+    ],
+)
+def test_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_parse_helpers():
+    assert bench.parse_ratios("1.0, 0.5") == [1.0, 0.5]
+    assert bench.parse_memory_keep("same", [1.0, 0.5]) == [None, None]
+    assert bench.parse_memory_keep("0.3", [1.0, 0.5]) == [0.3, 0.3]
+    with pytest.raises(ValueError, match="not a number"):
+        bench.parse_ratios("half")
+    with pytest.raises(ValueError, match="duplicated"):
+        bench.parse_ratios("0.5,0.5")
+
+
+def test_dataset_folder_and_missing_texts(tmp_path):
+    from fsam2lib import davis
+    from fsam2lib.synthetic import WorldConfig, make_video
+
+    video = make_video(3, WorldConfig(height=64, width=64, num_frames=8), "val", "clip")
+    davis.write_video(tmp_path, video, frame_format="png")
+    davis.write_image_set(tmp_path, ["clip"], split="val")
+    source = bench.open_dataset(str(tmp_path), max_videos=1)
+    assert source.names == ["clip"] and source.has_texts
+    assert (source.load("clip").masks == video.masks).all()
+    short = bench.open_dataset(str(tmp_path), frames=5).load("clip")
+    assert short.num_frames == 5 and (short.masks == video.masks[:5]).all()
+
+    (tmp_path / davis.DESCRIPTIONS_FILE).unlink()
+    source = bench.open_dataset(str(tmp_path))
+    assert not source.has_texts
+    no_text = type("Stub", (), {"text_encoder": None, "describe_object": None})()
+    assert "text cue is off" in bench._text_setup(no_text, source, ["router"])["source"]
+    with pytest.raises(ValueError, match="text_only needs object texts|'text_only' needs"):
+        bench._text_setup(no_text, source, ["router", "text_only"])
+    with pytest.raises(FileNotFoundError, match="split file"):
+        bench.open_dataset(str(tmp_path), split="test")
+
+
+def test_long_cost_video_plays_back_and_forth():
+    video = bench.cost_video(64, 130)
+    assert video.num_frames == 130
+    assert (video.frames[60] == video.frames[58]).all()  # 60 frames, then backwards
+    assert (video.frames[118] == video.frames[0]).all()  # period 2 * 60 - 2
+    assert video.masks[0].max() >= 1
