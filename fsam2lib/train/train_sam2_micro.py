@@ -200,11 +200,16 @@ def clip_length(elapsed: float, cfg: TrainConfig) -> int:
     return cfg.frames[phase]
 
 
-def train(cfg: TrainConfig, run_dir: Path, out: Path, resume: bool = False) -> dict:
+def train(
+    cfg: TrainConfig, run_dir: Path, out: Path, resume: bool = False, init: Path | None = None
+) -> dict:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model = load_sam2("micro", weights="random", predictor_class=SAM2_BASE, seed=cfg.seed)
+    if init is not None:  # continue from earlier weights (e.g. the shipped ones), new optimiser
+        model = load_sam2("micro", checkpoint=init, predictor_class=SAM2_BASE)
+    else:
+        model = load_sam2("micro", weights="random", predictor_class=SAM2_BASE, seed=cfg.seed)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(video_seed("train", 0, cfg.seed))
@@ -241,6 +246,7 @@ def train(cfg: TrainConfig, run_dir: Path, out: Path, resume: bool = False) -> d
         record.update(step=step, elapsed=round(elapsed, 1), frames=batch.num_frames, prompt=kind)
         history.append(record)
         log.write(json.dumps(record) + "\n")
+        log.flush()
         bar.update(int(elapsed) - bar.n)
         if step % 10 == 0:
             recent = history[-50:]
@@ -292,6 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/sam2_micro"))
     parser.add_argument("--out", type=Path, default=Path("data/sam2_micro.safetensors"))
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from these weights (e.g. the shipped ones)"
+    )
     args = parser.parse_args(argv)
     frames = tuple(int(f) for f in args.frames.split(","))
     if any(f < 2 for f in frames):
@@ -306,7 +315,9 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         threads=args.threads,
     )
-    summary = train(cfg, args.run_dir, args.out, resume=args.resume)
+    if args.resume and args.init:
+        parser.error("--resume and --init exclude each other")
+    summary = train(cfg, args.run_dir, args.out, resume=args.resume, init=args.init)
     print(json.dumps({k: summary[k] for k in ("steps", "wall_seconds")}), "->", args.out)
 
 
