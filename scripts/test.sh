@@ -4,6 +4,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 export TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+# Keep torch's libraries resident so every new kernel/process imports it quickly (see the script).
+"$PY" scripts/pin_libs.py &
 nb_args=()
 if compgen -G "notebooks/*.ipynb" >/dev/null; then
   nb_args=(--nbval-lax --nbval-current-env notebooks)

@@ -5,4 +5,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 export TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+# Keep torch's libraries resident so every new kernel/process imports it quickly (see the script).
+"$PY" scripts/pin_libs.py &
 "$PY" -m fsam2lib.workbook "$@"
