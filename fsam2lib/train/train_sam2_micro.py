@@ -9,6 +9,12 @@ learns "this object, not that one" rather than "the salient object".
 
     python -m fsam2lib.train.train_sam2_micro --minutes 90 --out data/sam2_micro.safetensors
 
+Two levers make the from-scratch model learn "this object" sooner (shared/design/micro-training.md):
+the world gets harder over training (plain backgrounds and no distractors first, the full world
+last), and early on some memory frames are encoded from the ground-truth mask instead of the
+model's own prediction (teacher forcing, annealed to zero), so memory attention sees a clean
+"which object" signal before the decoder is good.
+
 Resumable (``--resume``), seeded, logs JSON lines next to the run's checkpoint.
 """
 
@@ -43,14 +49,43 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
-    prompt_mix: tuple[float, float, float] = (0.5, 0.3, 0.2)  # mask, clicks, box
+    prompt_mix: tuple[float, float, float] = (0.7, 0.2, 0.1)  # mask, clicks, box
     focal_weight: float = 20.0
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     score_weight: float = 1.0
+    teacher_forcing: float = 0.5  # chance a memory frame is encoded from the GT mask, at start
+    teacher_forcing_until: float = 0.5  # ... annealed linearly to 0 at this share of the budget
     seed: int = 0
     threads: int = 2
     image_size: int = 256
+
+
+# Curriculum over the world's difficulty: (share of the budget it starts at, world overrides).
+# The last stage is the full world the model card evaluates on.
+WORLD_CURRICULUM: tuple[tuple[float, dict], ...] = (
+    (0.0, dict(background="plain", max_distractors=0, camera_pan=False, occlusion=False)),
+    (0.1, dict(background="procedural", max_distractors=1, occlusion=False)),
+    (0.3, dict()),
+)
+
+
+def world_at(progress: float, cfg: TrainConfig, num_frames: int) -> WorldConfig:
+    """The training world at ``progress`` (0..1 of the budget): easy first, the full world last."""
+    overrides = [o for start, o in WORLD_CURRICULUM if progress >= start][-1]
+    return WorldConfig(
+        height=cfg.image_size,
+        width=cfg.image_size,
+        num_frames=max(8, num_frames),
+        min_objects=2,  # two or more targets per clip: "this object, not that one"
+        **overrides,
+    )
+
+
+def teacher_forcing_at(progress: float, cfg: TrainConfig) -> float:
+    if cfg.teacher_forcing_until <= 0:
+        return 0.0
+    return cfg.teacher_forcing * max(0.0, 1.0 - progress / cfg.teacher_forcing_until)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha=0.25, gamma=2.0) -> torch.Tensor:
@@ -84,9 +119,10 @@ class Batch:
     num_frames: int
 
 
-def make_batch(rng: np.random.Generator, cfg: TrainConfig, num_frames: int) -> Batch:
-    # The world makes clips of >= 8 frames; short curriculum clips are their first frames.
-    world = WorldConfig(height=cfg.image_size, width=cfg.image_size, num_frames=max(8, num_frames))
+def make_batch(
+    rng: np.random.Generator, cfg: TrainConfig, num_frames: int, world: WorldConfig
+) -> Batch:
+    """Clips of the world's videos (their first ``num_frames`` frames) and per-object targets."""
     images, targets, clip_of = [], [], []
     while len(images) < cfg.clips:
         video = make_video(int(rng.integers(2**31)), world, split="train")
@@ -127,9 +163,13 @@ def sample_prompt(kind: str, mask0: torch.Tensor, rng: np.random.Generator):
 
 
 def video_loss(
-    model, batch: Batch, prompt_kind: str, cfg: TrainConfig, rng
+    model, batch: Batch, prompt_kind: str, cfg: TrainConfig, rng, forcing: float = 0.0
 ) -> dict[str, torch.Tensor]:
-    """Run one batch of clips through SAM2's tracking step frame by frame; sum the losses."""
+    """Run one batch of clips through SAM2's tracking step frame by frame; sum the losses.
+
+    With probability ``forcing`` a tracked frame's memory is encoded from the ground-truth mask
+    (as SAM2 encodes a mask prompt) instead of the prediction; its loss is computed as usual.
+    """
     backbone_out = model.forward_image(batch.images)
     _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
     point_inputs, mask_inputs = sample_prompt(prompt_kind, batch.masks[0], rng)
@@ -157,9 +197,15 @@ def video_loss(
         )
         _, multimasks, ious, low_res, high_res, obj_ptr, score_logits = sam_outputs
         current.update(pred_masks=low_res, pred_masks_high_res=high_res, obj_ptr=obj_ptr)
-        model._encode_memory_in_output(
-            feats_t, sizes, points_t, True, high_res, score_logits, current
-        )
+        memory_masks, memory_scores = high_res, score_logits
+        if not first and rng.random() < forcing:
+            visible_t = batch.masks[t].flatten(1).amax(-1, keepdim=True)
+            memory_masks = batch.masks[t] * 20.0 - 10.0  # SAM2's mask-prompt logit scaling
+            memory_scores = visible_t * 20.0 - 10.0
+        if batch.num_frames > 1:  # single images (the image phase) need no memory
+            model._encode_memory_in_output(
+                feats_t, sizes, points_t, True, memory_masks, memory_scores, current
+            )
         output_dict["cond_frame_outputs" if first else "non_cond_frame_outputs"][t] = current
         if first and mask_inputs is not None:
             continue  # the mask prompt is the output itself: nothing to learn on this frame
@@ -173,8 +219,11 @@ def video_loss(
         true_iou = mask_iou(multimasks, target.expand_as(multimasks)).detach()
         n_vis = visible.sum().clamp(min=1)
         totals["mask"] = totals["mask"] + (per_mask[rows, best] * visible).sum() / n_vis
-        iou_err = (ious - true_iou).abs().mean(-1)
-        totals["iou"] = totals["iou"] + (iou_err * visible).sum() / n_vis
+        # BCE on the sigmoid IoU head (its gradient w.r.t. the logit is p - IoU): an L1 loss
+        # saturates it at 0 early in from-scratch training, and then tracking picks among
+        # the multimask outputs at random.
+        iou_err = F.binary_cross_entropy(ious.clamp(1e-6, 1 - 1e-6), true_iou, reduction="none")
+        totals["iou"] = totals["iou"] + (iou_err.mean(-1) * visible).sum() / n_vis
         totals["score"] = totals["score"] + F.binary_cross_entropy_with_logits(
             score_logits.squeeze(-1), visible
         )
@@ -234,16 +283,25 @@ def train(
     while step < cfg.max_steps and (elapsed := time.time() - start) < cfg.minutes * 60:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, elapsed, cfg)
-        batch = make_batch(rng, cfg, clip_length(elapsed, cfg))
+        progress = elapsed / (cfg.minutes * 60)
+        frames = clip_length(elapsed, cfg)
+        batch = make_batch(rng, cfg, frames, world_at(progress, cfg, frames))
         kind = kinds[int(rng.choice(3, p=cfg.prompt_mix))]
-        losses = video_loss(model, batch, kind, cfg, rng)
+        forcing = teacher_forcing_at(progress, cfg)
+        losses = video_loss(model, batch, kind, cfg, rng, forcing)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        record = {k: round(float(v), 4) for k, v in losses.items()}
-        record.update(step=step, elapsed=round(elapsed, 1), frames=batch.num_frames, prompt=kind)
+        record = {k: round(_scalar(v), 4) for k, v in losses.items()}
+        record.update(
+            step=step,
+            elapsed=round(elapsed, 1),
+            frames=batch.num_frames,
+            prompt=kind,
+            forcing=round(forcing, 3),
+        )
         history.append(record)
         log.write(json.dumps(record) + "\n")
         log.flush()
@@ -263,6 +321,10 @@ def train(
     summary = {"steps": step, "wall_seconds": round(time.time() - start, 1), "config": asdict(cfg)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _scalar(value: torch.Tensor | float) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
 
 
 def _save(model, opt, step, elapsed, rng, ckpt_path: Path, out: Path) -> None:
@@ -293,6 +355,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--objects-per-clip", type=int, default=TrainConfig.objects_per_clip)
     parser.add_argument("--frames", type=str, default=",".join(map(str, TrainConfig.frames)))
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument(
+        "--prompt-mix",
+        type=str,
+        default=",".join(map(str, TrainConfig.prompt_mix)),
+        help="shares of first-frame mask, click and box prompts",
+    )
+    parser.add_argument("--teacher-forcing", type=float, default=TrainConfig.teacher_forcing)
+    parser.add_argument(
+        "--teacher-forcing-until", type=float, default=TrainConfig.teacher_forcing_until
+    )
+    parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/sam2_micro"))
@@ -305,6 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     frames = tuple(int(f) for f in args.frames.split(","))
     if any(f < 2 for f in frames):
         parser.error(f"--frames needs clip lengths >= 2, got {args.frames}")
+    mix = tuple(float(p) for p in args.prompt_mix.split(","))
+    if len(mix) != 3 or min(mix) < 0 or abs(sum(mix) - 1) > 1e-6:
+        parser.error(f"--prompt-mix needs three non-negative shares summing to 1, got {mix}")
     cfg = TrainConfig(
         minutes=args.minutes,
         max_steps=args.max_steps,
@@ -312,6 +388,10 @@ def main(argv: list[str] | None = None) -> None:
         objects_per_clip=args.objects_per_clip,
         frames=frames,
         lr=args.lr,
+        prompt_mix=mix,
+        warmup_steps=args.warmup_steps,
+        teacher_forcing=args.teacher_forcing,
+        teacher_forcing_until=args.teacher_forcing_until,
         seed=args.seed,
         threads=args.threads,
     )
