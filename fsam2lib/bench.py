@@ -50,8 +50,8 @@ Result JSON (all kinds): ``kind``, ``schema``, ``created``, ``versions``, the mo
   ``peak_rss_bytes`` (None in-process), ``peak_cuda_bytes`` (None off CUDA),
   ``state_bytes_end``, and ``runs`` (per repeat: seconds, speedups, per-frame stage times).
 - accuracy / ablation: ``configs`` (``name``, ``strategy``, ``keep_ratio``,
-  ``memory_keep_ratio``, ``cues``, ``fill``, ``J&F``, ``J``, ``F`` as fractions, ``jf_drop``,
-  ``seconds_per_frame``, ``speedup``, ``summary`` = DAVIS statistics) and ``videos`` (one row
+  ``memory_keep_ratio``, ``cues``, ``fill``, ``context``, ``J&F``, ``J``, ``F`` as fractions,
+  ``jf_drop``, ``seconds_per_frame``, ``speedup``, ``summary`` = DAVIS statistics) and ``videos`` (one row
   per video and config: ``J``, ``F``, ``J&F``, ``jf_drop``, ``seconds_per_frame``, ``frames``,
   ``objects``).
 - memory: ``memory_note`` and ``series`` (per config and release mode: sampled ``frames``,
@@ -916,8 +916,9 @@ def _bank_bytes(tokens: dict, hw: int, mem_dim: int, run: dict, config: PruningC
 
 
 def _accuracy_configs(
-    keeps: list[float], mem_keeps: list, strategies: list[str]
+    keeps: list[float], mem_keeps: list, strategies: list[str], context: float | None = None
 ) -> list[tuple[str, PruningConfig]]:
+    extra = {} if context is None else {"context": context}
     configs = [("reference", PruningConfig(strategy="none"))]
     for strategy in strategies:
         for k, m in zip(keeps, mem_keeps, strict=True):
@@ -925,7 +926,10 @@ def _accuracy_configs(
                 continue  # keep 1.0 is the reference, run once
             name = f"{strategy}@{k:.2f}" + ("" if m is None else f"/mem{m:.2f}")
             configs.append(
-                (name, PruningConfig(keep_ratio=k, memory_keep_ratio=m, strategy=strategy))
+                (
+                    name,
+                    PruningConfig(keep_ratio=k, memory_keep_ratio=m, strategy=strategy, **extra),
+                )
             )
     return configs
 
@@ -1008,6 +1012,7 @@ def _evaluate_configs(
                 "memory_keep_ratio": config.memory_ratio,
                 "cues": list(config.cues),
                 "fill": config.fill,
+                "context": config.context,
                 "J&F": summary["J&F-Mean"],
                 "J": summary["J-Mean"],
                 "F": summary["F-Mean"],
@@ -1064,9 +1069,11 @@ def run_accuracy(
     quick: bool = False,
     seed: int = 0,
     progress: bool = False,
+    context: float | None = None,
 ) -> dict:
     """J, F, J&F per video and mean for every strategy x keep ratio, and the drop of each
-    against stock SAM2 (the reference, run once). ``quick``: at most 2 videos of 8 frames."""
+    against stock SAM2 (the reference, run once). ``quick``: at most 2 videos of 8 frames.
+    ``context``: :attr:`PruningConfig.context` of every pruned run (None: its default)."""
     from fsam2lib.evaluate import PROTOCOLS
 
     keeps = parse_ratios(keep)
@@ -1080,7 +1087,7 @@ def run_accuracy(
     source, predictor, carried, text = _accuracy_setup(
         spec, dataset, strategies, split, resolution, max_videos, quick, seed
     )
-    configs = _accuracy_configs(keeps, mem_keeps, strategies)
+    configs = _accuracy_configs(keeps, mem_keeps, strategies, context)
     summaries, rows = _evaluate_configs(
         predictor, source, configs, protocol, text["use_dataset_texts"], progress
     )
@@ -1098,6 +1105,7 @@ def run_ablation(
     memory_keep: float | str | None = None,
     strategy: str = "router",
     fills: Sequence[str] = FILLS,
+    contexts: Sequence[float] = (0.0, 0.5),
     protocol: str = "mask",
     max_videos: int | None = None,
     checkpoint: str | None = None,
@@ -1113,8 +1121,9 @@ def run_ablation(
     seed: int = 0,
     progress: bool = False,
 ) -> dict:
-    """At one keep ratio: ``strategy`` as configured, (router only) with each cue off, and with
-    each other fill of pruned query positions; plus the reference."""
+    """At one keep ratio: ``strategy`` as configured, (router only) with each cue off, with
+    each other fill of pruned query positions and each other lattice share ``contexts``
+    (:attr:`PruningConfig.context`); plus the reference."""
     (keep,) = parse_ratios([keep])
     mem = None if memory_keep is None else parse_ratios([memory_keep], "memory keep ratio")[0]
     (strategy,) = parse_strategies([strategy], ACCURACY_STRATEGIES)
@@ -1141,6 +1150,11 @@ def run_ablation(
         (f"{strategy} fill={fill}", dataclasses.replace(base, fill=fill))
         for fill in fills
         if fill != base.fill
+    ]
+    configs += [
+        (f"{strategy} context={c:g}", dataclasses.replace(base, context=c))
+        for c in contexts
+        if c != base.context
     ]
     summaries, rows = _evaluate_configs(
         predictor, source, configs, protocol, text["use_dataset_texts"], progress
@@ -1708,11 +1722,17 @@ def _parser() -> argparse.ArgumentParser:
         if name == "accuracy":
             _add_keep(acc, "1.0,0.5,0.3,0.2,0.1")
             acc.add_argument("--strategies", default="router,random,grid,mask_prior,text_only")
+            acc.add_argument(
+                "--context", type=float, default=None, help="lattice share of each budget"
+            )
         else:
             acc.add_argument("--keep", default="0.3", help="one keep ratio")
             acc.add_argument("--memory-keep", default="same")
             acc.add_argument("--strategy", default="router")
             acc.add_argument("--fills", default=",".join(FILLS))
+            acc.add_argument(
+                "--contexts", default="0,0.5", help="lattice shares to compare with the default"
+            )
 
     mem = sub.add_parser("memory", help="memory vs video length, with and without pruning")
     _add_common(mem, "micro")
@@ -1801,16 +1821,35 @@ def _run_command(args: argparse.Namespace) -> dict:
     )
     if args.command == "accuracy":
         return run_accuracy(
-            keep=args.keep, strategies=args.strategies, memory_keep=memory_keep, **data, **common
+            keep=args.keep,
+            strategies=args.strategies,
+            memory_keep=memory_keep,
+            context=args.context,
+            **data,
+            **common,
         )
     return run_ablation(
         keep=args.keep,
         memory_keep=memory_keep,
         strategy=args.strategy,
         fills=[f.strip() for f in args.fills.split(",")],
+        contexts=_parse_contexts(args.contexts),
         **data,
         **common,
     )
+
+
+def _parse_contexts(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise ValueError(
+            f"--contexts must be comma-separated numbers in [0, 1], got {text!r}"
+        ) from err
+    bad = [v for v in values if not 0.0 <= v <= 1.0]
+    if bad:
+        raise ValueError(f"--contexts must lie in [0, 1], got {bad}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:

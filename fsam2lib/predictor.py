@@ -61,6 +61,7 @@ from fsam2lib.pruning import (
     ScoringInputs,
     TokenScorer,
     check_scores,
+    forced_tokens,
     make_scorer,
     mask_tokens,
     num_kept,
@@ -604,7 +605,11 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             fingerprint=self._fingerprint(state, obj_id),
             text=None if entry is None else entry.text,
             scores=scores,
-            query_idx=select_tokens(scores["combined"], keep, must_keep),
+            query_idx=select_tokens(
+                scores["combined"],
+                keep,
+                forced_tokens(must_keep, (h, w), keep, cfg.context, b, tokens.device),
+            ),
             must_keep=must_keep,
             prompted=point_inputs is not None or mask_inputs is not None,
         )
@@ -634,9 +639,11 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         if record.prompted:
             obj = mask_tokens(pred_masks.to(scores.device), record.grid, cfg.prompt_radius)
             scores = prioritise(scores, obj)
-        return select_tokens(
-            scores, num_kept(h * w, cfg.memory_ratio, cfg.min_tokens), record.must_keep
+        keep = num_kept(h * w, cfg.memory_ratio, cfg.min_tokens)
+        forced = forced_tokens(
+            record.must_keep, record.grid, keep, cfg.context, scores.shape[0], scores.device
         )
+        return select_tokens(scores, keep, forced)
 
     def _fill(self, call: _FrameCall, curr: Tensor) -> Tensor:
         """Values ``[H*W, B, C]`` for pruned query positions (sequence-first)."""

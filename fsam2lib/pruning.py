@@ -59,6 +59,11 @@ class PruningConfig:
         frame's own features + SAM2's no-memory embedding, as SAM2 does for a frame without
         memory), "previous" (the previous frame's memory-conditioned features there;
         "unconditioned" when there is none), "zeros".
+    context: share of each kept budget (queries and each memory frame) spent on a uniform
+        lattice of tokens whatever their score (0 <= c <= 1; 0: scores decide alone). A
+        scorer that keeps only the object leaves memory attention without background to
+        attend to, and a memory-using SAM2 then reads object memory everywhere; the lattice
+        gives it background anchors.
     min_tokens: lower bound on kept tokens per frame (queries and each memory frame).
     prompt_radius: tokens (Chebyshev radius, token units) always kept around each click /
         box corner on prompted frames; also the dilation of the object on prompted frames'
@@ -74,6 +79,7 @@ class PruningConfig:
     strategy: str = "router"
     cues: tuple[str, ...] = CUES
     fill: str = "unconditioned"
+    context: float = 0.0
     min_tokens: int = 16
     prompt_radius: int = 1
     seed: int = 0
@@ -99,6 +105,12 @@ class PruningConfig:
         object.__setattr__(self, "cues", cues)
         if self.fill not in FILLS:
             raise ValueError(f"PruningConfig.fill must be one of {FILLS}, got {self.fill!r}")
+        if (
+            isinstance(self.context, bool)
+            or not isinstance(self.context, (int, float))
+            or not 0.0 <= self.context <= 1.0
+        ):
+            raise ValueError(f"PruningConfig.context must be in [0, 1], got {self.context!r}")
         _check_int("min_tokens", self.min_tokens, 1)
         _check_int("prompt_radius", self.prompt_radius, 0)
         _check_int("seed", self.seed, 0)
@@ -189,6 +201,27 @@ def select_tokens(scores: Tensor, keep: int, must_keep: Tensor | None = None) ->
         order = order.gather(1, torch.sort(forced, dim=1, descending=True, stable=True).indices)
         keep = max(keep, int(must_keep.sum(dim=1).max()))
     return order[:, :keep].sort(dim=1).values
+
+
+def forced_tokens(
+    must_keep: Tensor | None,
+    grid: tuple[int, int],
+    keep: int,
+    context: float,
+    batch: int,
+    device: torch.device | str = "cpu",
+) -> Tensor | None:
+    """Tokens ``[B, H*W]`` selected ahead of the ranking: ``must_keep`` (prompt
+    neighbourhoods) plus the first ``ceil(context * keep)`` tokens of the uniform lattice
+    order (:func:`grid_order`); None when there are none."""
+    count = math.ceil(context * keep - 1e-9)
+    if count <= 0:
+        return must_keep
+    order = grid_order(grid, device)
+    lattice = torch.zeros(grid[0] * grid[1], dtype=torch.bool, device=device)
+    lattice[torch.topk(order, count).indices] = True
+    lattice = lattice.expand(batch, -1)
+    return lattice.clone() if must_keep is None else must_keep.to(device) | lattice
 
 
 def prioritise(scores: Tensor, first: Tensor) -> Tensor:

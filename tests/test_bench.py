@@ -215,6 +215,37 @@ def test_quick_accuracy(tmp_path, capsys):
     assert paths[1].name == "acc_jf_vs_keep.png" and paths[1].read_bytes()[:8] == PNG_MAGIC
 
 
+def test_quick_ablation_rows_fills_and_contexts():
+    result = bench.run_ablation(
+        model="micro",
+        weights="random",
+        dataset="synthetic:val:1",
+        keep=0.25,
+        strategy="mask_prior",
+        fills=("unconditioned", "zeros"),
+        contexts=(0.0, 0.5),
+        quick=True,
+    )
+    configs = {c["name"]: c for c in result["configs"]}
+    default = bench.PruningConfig().context
+    names = ["reference", "mask_prior all cues", "mask_prior fill=zeros"]
+    names += [f"mask_prior context={c:g}" for c in (0.0, 0.5) if c != default]
+    assert list(configs) == names
+    assert configs["mask_prior fill=zeros"]["fill"] == "zeros"
+    assert configs["mask_prior all cues"]["context"] == default
+    assert all(c["keep_ratio"] == 0.25 for n, c in configs.items() if n != "reference")
+    with_ctx = bench.run_accuracy(
+        model="micro",
+        weights="random",
+        dataset="synthetic:val:1",
+        keep="0.25",
+        strategies="grid",
+        context=0.5,
+        quick=True,
+    )
+    assert with_ctx["configs"][1]["context"] == 0.5
+
+
 def test_memory_trace_and_release():
     result = bench.run_memory(
         model="micro",
@@ -253,6 +284,8 @@ def test_memory_trace_and_release():
         (["accuracy", "--dataset=/nonexistent/davis"], "dataset folder not found"),
         (["accuracy", "--dataset=synthetic:val"], "synthetic:SPLIT:N"),
         (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "result file not found"),
+        (["ablation", "--contexts=0,lots"], "--contexts must be"),
+        (["ablation", "--contexts=0,2"], "--contexts must lie in"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):

@@ -14,7 +14,7 @@ from sam2.sam2_video_predictor import SAM2VideoPredictor
 
 from fsam2lib.models import load_sam2
 from fsam2lib.predictor import PrunedSAM2VideoPredictor
-from fsam2lib.pruning import PruningConfig, ScoringInputs, num_kept
+from fsam2lib.pruning import PruningConfig, ScoringInputs, grid_order, num_kept
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step")
@@ -179,6 +179,23 @@ def test_prompts_are_kept_on_prompted_frames(predictor, video_dir):
     assert rec["prompted"] and rec["memory_attention_ran"]
     assert neighbourhood(10, 7) <= set(rec["kept_query_idx"][0].tolist())
     assert rec["kept_query_idx"].shape[1] == 13  # ceil(0.05 * 256), the 9 click tokens inside
+
+
+def test_context_share_keeps_a_lattice_in_queries_and_memory(predictor, video_dir):
+    predictor.pruning = PruningConfig(
+        strategy="mask_prior", keep_ratio=0.25, memory_keep_ratio=0.125, context=0.25
+    )
+    state = predictor.init_state(video_dir)
+    predictor.add_new_mask(state, 0, 1, square_mask())
+    propagate(predictor, state)
+    order = grid_order((16, 16))
+    for t in range(1, FRAMES):
+        rec = predictor.token_scores(state, t, 1)
+        queries = set(rec["kept_query_idx"][0].tolist())
+        memory = set(rec["stored_memory_idx"][0].tolist())
+        assert len(queries) == 64 and len(memory) == 32  # the budget is unchanged
+        assert set(torch.topk(order, 16).indices.tolist()) <= queries  # 0.25 of 64
+        assert set(torch.topk(order, 8).indices.tolist()) <= memory  # 0.25 of 32
 
 
 def test_min_tokens_when_the_object_is_absent(predictor, video_dir):

@@ -22,6 +22,7 @@ from fsam2lib.pruning import (
     RandomScorer,
     ScoringInputs,
     check_scores,
+    forced_tokens,
     gather_tokens,
     grid_order,
     make_scorer,
@@ -54,6 +55,9 @@ torch.set_num_threads(1)
         ({"cues": ()}, "cues"),
         ({"cues": ("text", "text")}, "cues"),
         ({"fill": "mean"}, "fill"),
+        ({"context": -0.1}, "context"),
+        ({"context": 1.5}, "context"),
+        ({"context": True}, "context"),
         ({"min_tokens": 0}, "min_tokens"),
         ({"min_tokens": 2.0}, "min_tokens"),
         ({"prompt_radius": -1}, "prompt_radius"),
@@ -116,6 +120,25 @@ def test_prioritise_puts_group_first_and_keeps_order():
     first = torch.tensor([[False, True, True, False]])
     assert select_tokens(prioritise(scores, first), 3).tolist() == [[0, 1, 2]]
     assert select_tokens(prioritise(scores, first), 2).tolist() == [[1, 2]]
+
+
+def test_forced_tokens_add_a_lattice_share_to_the_prompt_neighbourhood():
+    grid, keep = (8, 8), 16
+    assert forced_tokens(None, grid, keep, 0.0, 2) is None
+    lattice = forced_tokens(None, grid, keep, 0.25, 2)  # ceil(0.25 * 16) = 4 lattice tokens
+    assert lattice.shape == (2, 64) and lattice.sum(1).tolist() == [4, 4]
+    stride4 = torch.zeros(8, 8, dtype=torch.bool)
+    stride4[::4, ::4] = True  # the coarsest 4 of grid_order on 8x8: the stride-4 lattice
+    assert torch.equal(lattice[0].view(8, 8), stride4)
+    must = torch.zeros(2, 64, dtype=torch.bool)
+    must[1, 63] = True
+    both = forced_tokens(must, grid, keep, 0.25, 2)
+    assert both.sum(1).tolist() == [4, 5] and bool(both[1, 63])
+    assert not must[0].any()  # the caller's mask is not modified
+    # a full share forces the whole budget onto the lattice: the selection is grid's
+    scores = torch.randn(1, 64)
+    idx = select_tokens(scores, keep, forced_tokens(None, grid, keep, 1.0, 1))
+    assert torch.equal(idx, select_tokens(grid_order(grid)[None], keep))
 
 
 def test_prompt_neighbourhood_and_mask_tokens():
