@@ -38,6 +38,12 @@ from fsam2lib.router import RouterConfig, TokenRouter, save_router
 from fsam2lib.synthetic import WorldConfig, make_split
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
+# Auxiliary loss on the raw text cue (a cosine in [-1, 1], scaled to logits). Trained only
+# through the combining MLP, the text cue carried whatever helped the MLP most — with the
+# mask prior dominant, often the object's appearance rather than the description, and with
+# either sign — so its heatmaps did not read as "where the text points".
+TEXT_CUE_SCALE = 10.0
+TEXT_CUE_WEIGHT = 0.5
 
 
 @dataclass
@@ -131,10 +137,15 @@ def router_loss(router: TokenRouter, batch: RouterSamples, cues, gen) -> torch.T
         text_embedding=batch.text,
         cues=cues,
     )
-    scores = router(inputs)["combined"]
+    out = router(inputs)
     target = batch.labels.float()
     pos_weight = ((1 - target).sum() / target.sum().clamp(min=1)).clamp(max=20)
-    return F.binary_cross_entropy_with_logits(scores, target, pos_weight=pos_weight)
+    loss = F.binary_cross_entropy_with_logits(out["combined"], target, pos_weight=pos_weight)
+    if "text" in cues:  # the text cue must single out the described object on its own
+        text_logits = TEXT_CUE_SCALE * out["text"]
+        aux = F.binary_cross_entropy_with_logits(text_logits, target, pos_weight=pos_weight)
+        loss = loss + TEXT_CUE_WEIGHT * aux
+    return loss
 
 
 def subset(samples: RouterSamples, idx: torch.Tensor) -> RouterSamples:
