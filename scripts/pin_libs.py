@@ -18,7 +18,12 @@ PROT_READ, MAP_SHARED = 0x1, 0x01
 
 
 def shared_libraries() -> list[Path]:
-    site = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    site = (
+        Path(sys.prefix)
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+    )
     found = [p for pattern in ("torch/lib/*.so*", "nvidia/**/*.so*") for p in site.glob(pattern)]
     return sorted(p for p in found if p.is_file())
 
@@ -26,7 +31,14 @@ def shared_libraries() -> list[Path]:
 def main() -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
     libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     parent, pinned = os.getppid(), 0
     for path in shared_libraries():
@@ -35,10 +47,15 @@ def main() -> None:
         addr = libc.mmap(None, size, PROT_READ, MAP_SHARED, fd, 0)
         os.close(fd)
         if addr in (None, ctypes.c_void_p(-1).value) or libc.mlock(addr, size) != 0:
-            print(f"[pin_libs] could not lock {path.name}: {os.strerror(ctypes.get_errno())}", file=sys.stderr)
+            print(
+                f"[pin_libs] could not lock {path.name}: {os.strerror(ctypes.get_errno())}",
+                file=sys.stderr,
+            )
             continue
         pinned += size
-    print(f"[pin_libs] {pinned / 2**30:.1f} GiB of shared libraries locked in memory", file=sys.stderr)
+    print(
+        f"[pin_libs] {pinned / 2**30:.1f} GiB of shared libraries locked in memory", file=sys.stderr
+    )
     while os.getppid() == parent:
         time.sleep(5)
 
