@@ -4,7 +4,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
-export TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+# No MPLBACKEND=Agg here: the kernels must use the inline backend so the executed notebooks
+# in build/ keep their figures (headless is fine: inline renders to PNG).
+export TQDM_DISABLE=1 PYTHONHASHSEED=0
+unset MPLBACKEND
 # Keep torch's libraries resident so every new kernel/process imports it quickly (see the script).
 "$PY" scripts/pin_libs.py &
 "$PY" -m fsam2lib.workbook "$@"
