@@ -51,9 +51,9 @@ Result JSON (all kinds): ``kind``, ``schema``, ``created``, ``versions``, the mo
   ``state_bytes_end``, and ``runs`` (per repeat: seconds, speedups, per-frame stage times).
 - accuracy / ablation: ``configs`` (``name``, ``strategy``, ``keep_ratio``,
   ``memory_keep_ratio``, ``cues``, ``fill``, ``context``, ``J&F``, ``J``, ``F`` as fractions,
-  ``jf_drop``, ``seconds_per_frame``, ``speedup``, ``summary`` = DAVIS statistics) and ``videos`` (one row
-  per video and config: ``J``, ``F``, ``J&F``, ``jf_drop``, ``seconds_per_frame``, ``frames``,
-  ``objects``).
+  ``jf_drop``, ``seconds_per_frame``, ``speedup``, ``summary`` = DAVIS statistics) and
+  ``videos`` (one row per video and config: ``J``, ``F``, ``J&F``, ``jf_drop``,
+  ``seconds_per_frame``, ``frames``, ``objects``).
 - memory: ``memory_note`` and ``series`` (per config and release mode: sampled ``frames``,
   ``rss_bytes``, ``state_bytes``, ``maskmem_bytes``, ``cuda_allocated_bytes``,
   ``attended_memory_tokens``, growth per frame, ``state_bytes_end`` by part, peaks).
