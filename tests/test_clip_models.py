@@ -104,10 +104,13 @@ def test_zero_shot_full_description_accuracy_floor(micro):
     result = zero_shot_accuracy(micro, crops, texts)
     assert result["all"]["n"] == 100
     assert result["seen"]["n"] + result["held_out"]["n"] == 100
-    assert result["all"]["full"] >= 0.8
-    assert result["seen"]["full"] >= 0.85
+    # shipped weights on these 100 crops (2026-12-02): full 0.96 (seen 0.985, held-out 0.909),
+    # colour 0.99, shape 0.89
+    assert result["all"]["full"] >= 0.9
+    assert result["seen"]["full"] >= 0.93
+    assert result["held_out"]["full"] >= 0.8
     assert result["all"]["colour"] >= 0.95
-    assert result["all"]["shape"] >= 0.65  # shape words alone are weak on held-out pairs
+    assert result["all"]["shape"] >= 0.8  # shape words alone are the weak part on held-out pairs
 
 
 @needs_weights

@@ -61,7 +61,7 @@ _MAX_LOG_SCALE = math.log(100.0)
 class TrainConfig:
     """Training hyper-parameters (the defaults made the shipped weights)."""
 
-    steps: int = 1800
+    steps: int = 3000
     minutes: float | None = 27.0  # wall-clock budget of the loop (30 min cap); schedule_progress()
     batch_size: int = 64
     gray_fraction: float = 0.5  # grayscale shape-only copies per batch, relative to batch_size
@@ -70,7 +70,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup: int = 50
     seed: int = 0
-    threads: int = 1  # the machine is shared; one thread by default
+    threads: int = 2
     log_every: int = 25
     eval_every: int = 100  # probe accuracy and resume checkpoint
     probe_num: int = 200  # val crops for the periodic probe
