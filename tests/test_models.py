@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fsam2lib.evaluate import evaluate_videos, synthetic_suite
 from fsam2lib.models import SAM2_MODELS, load_sam2, save_checkpoint, weights_label
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
@@ -92,12 +93,10 @@ def test_shipped_micro_sam2_segments_above_a_floor():
     than the same architecture with random weights. A regression floor, not the model card's
     target: on these 6 videos x 12 frames the shipped weights score 24.9 J&F and random
     weights (seeds 0, 1) 2.8 and 4.1 (measured 2026-12-02)."""
-    from fsam2lib.evaluate import evaluate_videos, synthetic_suite
-
     videos = synthetic_suite("val", 6, frames=12)["single-object"]
     shipped, _, _ = evaluate_videos(load_sam2("micro"), videos, "mask", progress=False)
-    random, _, _ = evaluate_videos(
+    untrained, _, _ = evaluate_videos(
         load_sam2("micro", weights="random", seed=0), videos, "mask", progress=False
     )
     assert shipped["J&F-Mean"] >= 0.15, shipped
-    assert shipped["J&F-Mean"] >= 3 * random["J&F-Mean"], (shipped, random)
+    assert shipped["J&F-Mean"] >= 3 * untrained["J&F-Mean"], (shipped, untrained)
