@@ -226,7 +226,7 @@ def train_router(
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         if len(losses) % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         if time.time() - start > minutes * 60:
@@ -248,14 +248,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("data/router_micro.safetensors"))
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
+    progress = not args.no_progress
     torch.set_num_threads(args.threads)
     start = time.time()
     sam2_model = load_sam2(args.sam2, checkpoint=args.sam2_checkpoint, predictor_class=SAM2_BASE)
     clip = load_clip(args.clip)
-    train = build_samples(sam2_model, clip, "train", args.train_videos, seed=args.seed)
-    val = build_samples(sam2_model, clip, "val", args.val_videos, seed=args.seed)
-    router, losses = train_router(train, clip.embed_dim, args.minutes, args.steps, seed=args.seed)
+    train = build_samples(
+        sam2_model, clip, "train", args.train_videos, seed=args.seed, progress=progress
+    )
+    val = build_samples(sam2_model, clip, "val", args.val_videos, seed=args.seed, progress=progress)
+    router, losses = train_router(
+        train, clip.embed_dim, args.minutes, args.steps, seed=args.seed, progress=progress
+    )
     table = token_recall_table(router, val)
     wall = time.time() - start
     meta = {
