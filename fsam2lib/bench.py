@@ -916,9 +916,15 @@ def _bank_bytes(tokens: dict, hw: int, mem_dim: int, run: dict, config: PruningC
 
 
 def _accuracy_configs(
-    keeps: list[float], mem_keeps: list, strategies: list[str], context: float | None = None
+    keeps: list[float],
+    mem_keeps: list,
+    strategies: list[str],
+    context: float | None = None,
+    fill: str | None = None,
 ) -> list[tuple[str, PruningConfig]]:
     extra = {} if context is None else {"context": context}
+    if fill is not None:
+        extra["fill"] = fill
     configs = [("reference", PruningConfig(strategy="none"))]
     for strategy in strategies:
         for k, m in zip(keeps, mem_keeps, strict=True):
@@ -1070,10 +1076,12 @@ def run_accuracy(
     seed: int = 0,
     progress: bool = False,
     context: float | None = None,
+    fill: str | None = None,
 ) -> dict:
     """J, F, J&F per video and mean for every strategy x keep ratio, and the drop of each
     against stock SAM2 (the reference, run once). ``quick``: at most 2 videos of 8 frames.
-    ``context``: :attr:`PruningConfig.context` of every pruned run (None: its default)."""
+    ``context`` / ``fill``: :attr:`PruningConfig.context` / :attr:`PruningConfig.fill` of
+    every pruned run (None: the config's default)."""
     from fsam2lib.evaluate import PROTOCOLS
 
     keeps = parse_ratios(keep)
@@ -1087,7 +1095,9 @@ def run_accuracy(
     source, predictor, carried, text = _accuracy_setup(
         spec, dataset, strategies, split, resolution, max_videos, quick, seed
     )
-    configs = _accuracy_configs(keeps, mem_keeps, strategies, context)
+    if fill is not None and fill not in FILLS:
+        raise ValueError(f"unknown fill {fill!r}; choose from {', '.join(FILLS)}")
+    configs = _accuracy_configs(keeps, mem_keeps, strategies, context, fill)
     summaries, rows = _evaluate_configs(
         predictor, source, configs, protocol, text["use_dataset_texts"], progress
     )
@@ -1725,6 +1735,9 @@ def _parser() -> argparse.ArgumentParser:
             acc.add_argument(
                 "--context", type=float, default=None, help="lattice share of each budget"
             )
+            acc.add_argument(
+                "--fill", default=None, choices=FILLS, help="what pruned query positions get"
+            )
         else:
             acc.add_argument("--keep", default="0.3", help="one keep ratio")
             acc.add_argument("--memory-keep", default="same")
@@ -1825,6 +1838,7 @@ def _run_command(args: argparse.Namespace) -> dict:
             strategies=args.strategies,
             memory_keep=memory_keep,
             context=args.context,
+            fill=args.fill,
             **data,
             **common,
         )

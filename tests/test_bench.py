@@ -222,17 +222,20 @@ def test_quick_ablation_rows_fills_and_contexts():
         dataset="synthetic:val:1",
         keep=0.25,
         strategy="mask_prior",
-        fills=("unconditioned", "zeros"),
+        fills=bench.FILLS,
         contexts=(0.0, 0.5),
         quick=True,
     )
     configs = {c["name"]: c for c in result["configs"]}
-    default = bench.PruningConfig().context
-    names = ["reference", "mask_prior all cues", "mask_prior fill=zeros"]
-    names += [f"mask_prior context={c:g}" for c in (0.0, 0.5) if c != default]
+    default = bench.PruningConfig()
+    others = [f for f in bench.FILLS if f != default.fill]
+    names = ["reference", "mask_prior all cues"] + [f"mask_prior fill={f}" for f in others]
+    names += [f"mask_prior context={c:g}" for c in (0.0, 0.5) if c != default.context]
     assert list(configs) == names
-    assert configs["mask_prior fill=zeros"]["fill"] == "zeros"
-    assert configs["mask_prior all cues"]["context"] == default
+    assert len(others) == len(bench.FILLS) - 1
+    assert all(configs[f"mask_prior fill={f}"]["fill"] == f for f in others)
+    assert configs["mask_prior all cues"]["fill"] == default.fill
+    assert configs["mask_prior all cues"]["context"] == default.context
     assert all(c["keep_ratio"] == 0.25 for n, c in configs.items() if n != "reference")
     with_ctx = bench.run_accuracy(
         model="micro",
@@ -241,9 +244,13 @@ def test_quick_ablation_rows_fills_and_contexts():
         keep="0.25",
         strategies="grid",
         context=0.5,
+        fill="previous",
         quick=True,
     )
     assert with_ctx["configs"][1]["context"] == 0.5
+    assert with_ctx["configs"][1]["fill"] == "previous"
+    with pytest.raises(ValueError, match="unknown fill 'blur'"):
+        bench.run_accuracy(model="micro", weights="random", fill="blur", quick=True)
 
 
 def test_memory_trace_and_release():
