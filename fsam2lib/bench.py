@@ -1089,14 +1089,14 @@ def run_accuracy(
     strategies = parse_strategies(strategies, ACCURACY_STRATEGIES)
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if fill is not None and fill not in FILLS:
+        raise ValueError(f"unknown fill {fill!r}; choose from {', '.join(FILLS)}")
     spec = ModelSpec(
         model, checkpoint, weights, image_size, device, clip, clip_pretrained, router, seed
     )
     source, predictor, carried, text = _accuracy_setup(
         spec, dataset, strategies, split, resolution, max_videos, quick, seed
     )
-    if fill is not None and fill not in FILLS:
-        raise ValueError(f"unknown fill {fill!r}; choose from {', '.join(FILLS)}")
     configs = _accuracy_configs(keeps, mem_keeps, strategies, context, fill)
     summaries, rows = _evaluate_configs(
         predictor, source, configs, protocol, text["use_dataset_texts"], progress
