@@ -3,7 +3,8 @@
 Cues, each an ``[B, H*W]`` map over the stride-16 token grid (row-major):
 - "visual": local visual context, a 3x3 conv + 1x1 conv over the image encoder's tokens;
 - "text": cosine between each (normalised) token and the object's CLIP text embedding
-  projected into the visual token space by a learned linear map;
+  projected into the visual token space by a learned linear map, compared with the tokens
+  after a learned projection (per token, or over a small neighbourhood: ``text_context``);
 - "uncertainty": where the previous frame's mask says the object is (a dilated prior) and
   where it is ambiguous (logits near the decision boundary), from :class:`MaskPriorScorer`.
 
@@ -37,6 +38,7 @@ class RouterConfig:
     hidden: int = 32  # visual-context conv width
     mlp_hidden: int = 16
     dilation: int = 1  # tokens of dilation around the previous mask
+    text_context: int = 1  # kernel of the token projection the text cue compares with the text
 
 
 class TokenRouter(nn.Module):
@@ -49,7 +51,7 @@ class TokenRouter(nn.Module):
         self.norm = nn.GroupNorm(1, c)
         self.visual = nn.Sequential(nn.Conv2d(c, h, 3, padding=1), nn.GELU(), nn.Conv2d(h, 1, 1))
         self.text_proj = nn.Linear(config.text_dim, c)
-        self.token_proj = nn.Conv2d(c, c, 1)
+        self.token_proj = _token_projection(c, config.text_context)
         self.mlp = nn.Sequential(
             nn.Linear(NUM_INPUTS, config.mlp_hidden), nn.GELU(), nn.Linear(config.mlp_hidden, 1)
         )
@@ -89,6 +91,25 @@ class TokenRouter(nn.Module):
         out = {name: cues[name] for name in ("visual", "text", "uncertainty", "object")}
         out["combined"] = combined
         return out
+
+
+def _token_projection(channels: int, kernel: int) -> nn.Module:
+    """Map tokens into the space the projected text is compared in.
+
+    ``kernel=1`` is a per-token linear map (the first routers). A wider kernel adds a
+    ``kernel``x``kernel`` conv and a GELU before it, so a token can also be matched by its
+    neighbours: a micro SAM2 token's colour and shape evidence is spread over the object and
+    its outline, and a per-token map confused one object's description with another's.
+    """
+    if kernel == 1:
+        return nn.Conv2d(channels, channels, 1)
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"text_context must be a positive odd kernel size, got {kernel}")
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, kernel, padding=kernel // 2),
+        nn.GELU(),
+        nn.Conv2d(channels, channels, 1),
+    )
 
 
 def save_router(router: TokenRouter, path: str | Path, metadata: dict | None = None) -> Path:

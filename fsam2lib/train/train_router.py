@@ -42,8 +42,13 @@ SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
 # through the combining MLP, the text cue carried whatever helped the MLP most — with the
 # mask prior dominant, often the object's appearance rather than the description, and with
 # either sign — so its heatmaps did not read as "where the text points".
+# Other objects' tokens are hard negatives for the text cue: without extra weight they are a
+# sliver of the negatives, and a cue that lights up every object (or every red one) scores
+# almost as well as one that follows the description.
 TEXT_CUE_SCALE = 10.0
 TEXT_CUE_WEIGHT = 0.5
+HARD_NEGATIVE_WEIGHT = 3.0  # 0: plain negatives; 1: weighted like the positives
+TEXT_CONTEXT = 3  # token-projection kernel for the text cue (RouterConfig.text_context)
 
 
 @dataclass
@@ -54,6 +59,7 @@ class RouterSamples:
     prev_masks: torch.Tensor  # [N, 1, h, w] bool, previous frame's ground truth (low-res)
     text: torch.Tensor  # [N, D] CLIP text embeddings
     labels: torch.Tensor  # [N, H*W] bool relevant tokens
+    others: torch.Tensor  # [N, H*W] bool tokens of the frame's other objects (not relevant)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -75,7 +81,7 @@ def build_samples(
     world = WorldConfig(
         height=sam2_model.image_size, width=sam2_model.image_size, num_frames=num_frames
     )
-    feats, prev, text, labels = [], [], [], []
+    feats, prev, text, labels, others = [], [], [], [], []
     low_res = sam2_model.image_size // 4
     for video in tqdm(
         make_split(split, num_videos, world, base_seed=seed),
@@ -90,15 +96,22 @@ def build_samples(
         masks = torch.from_numpy(video.masks)
         for row, k in enumerate(ids):
             obj = (masks == k).float()[:, None]  # [T, 1, H, W]
+            rest = ((masks > 0) & (masks != k)).float()[:, None]
             small = F.interpolate(obj, size=(low_res, low_res), mode="area") > 0.5
             relevant = mask_tokens(obj * 2 - 1, grid, radius=1)  # [T, HW]
+            elsewhere = mask_tokens(rest * 2 - 1, grid) & ~relevant
             for t in range(1, num_frames):
                 feats.append(tokens[t])
                 prev.append(small[t - 1])
                 text.append(embeddings[row])
                 labels.append(relevant[t])
+                others.append(elsewhere[t])
     return RouterSamples(
-        torch.stack(feats), torch.stack(prev), torch.stack(text), torch.stack(labels)
+        torch.stack(feats),
+        torch.stack(prev),
+        torch.stack(text),
+        torch.stack(labels),
+        torch.stack(others),
     )
 
 
@@ -143,14 +156,21 @@ def router_loss(router: TokenRouter, batch: RouterSamples, cues, gen) -> torch.T
     loss = F.binary_cross_entropy_with_logits(out["combined"], target, pos_weight=pos_weight)
     if "text" in cues:  # the text cue must single out the described object on its own
         text_logits = TEXT_CUE_SCALE * out["text"]
-        aux = F.binary_cross_entropy_with_logits(text_logits, target, pos_weight=pos_weight)
+        weight = 1 + HARD_NEGATIVE_WEIGHT * (pos_weight - 1) * batch.others.float()
+        aux = F.binary_cross_entropy_with_logits(
+            text_logits, target, weight=weight, pos_weight=pos_weight
+        )
         loss = loss + TEXT_CUE_WEIGHT * aux
     return loss
 
 
 def subset(samples: RouterSamples, idx: torch.Tensor) -> RouterSamples:
     return RouterSamples(
-        samples.features[idx], samples.prev_masks[idx], samples.text[idx], samples.labels[idx]
+        samples.features[idx],
+        samples.prev_masks[idx],
+        samples.text[idx],
+        samples.labels[idx],
+        samples.others[idx],
     )
 
 
@@ -160,6 +180,28 @@ def recall_at(scores: torch.Tensor, labels: torch.Tensor, ratio: float) -> float
     top = scores.topk(k, dim=1).indices
     kept = torch.zeros_like(labels).scatter_(1, top, True) & labels
     return float((kept.sum(1) / labels.sum(1).clamp(min=1))[labels.any(1)].mean())
+
+
+@torch.no_grad()
+def text_discrimination(router: TokenRouter, samples: RouterSamples) -> float:
+    """Share of samples with other objects in view where the text cue's mean is higher on the
+    described object's tokens than on the other objects' tokens (0.5 = the text is ignored).
+
+    The object's own tokens are its (one-token dilated) labels eroded back by one token, so
+    that the background ring does not pull its mean down against the undilated others."""
+    inputs = ScoringInputs(
+        features=samples.features, frame_idx=1, text_embedding=samples.text, cues=("text",)
+    )
+    cue = router(inputs)["text"]
+    grid = samples.features.shape[-2:]
+    dilated = samples.labels.float().reshape(-1, 1, *grid)
+    core = (-F.max_pool2d(-dilated, 3, stride=1, padding=1)).flatten(1) > 0
+    rows = samples.others.any(1) & core.any(1)
+    if not rows.any():
+        raise ValueError("no sample has another object in view; use multi-object videos")
+    own = (cue * core).sum(1) / core.sum(1).clamp(min=1)
+    other = (cue * samples.others).sum(1) / samples.others.sum(1).clamp(min=1)
+    return float((own > other)[rows].float().mean())
 
 
 @torch.no_grad()
@@ -214,7 +256,8 @@ def train_router(
     """Fit a fresh router; returns it (eval mode) and the per-step loss curve."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    router = TokenRouter(RouterConfig(feat_dim=samples.features.shape[1], text_dim=text_dim))
+    config = RouterConfig(samples.features.shape[1], text_dim, text_context=TEXT_CONTEXT)
+    router = TokenRouter(config)
     opt = torch.optim.AdamW(router.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max_steps)
     losses, start = [], time.time()
@@ -263,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         train, clip.embed_dim, args.minutes, args.steps, seed=args.seed, progress=progress
     )
     table = token_recall_table(router, val)
+    discrimination = text_discrimination(router, val)
     wall = time.time() - start
     meta = {
         "sam2": args.sam2,
@@ -271,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         "steps": str(len(losses)),
         "wall_seconds": f"{wall:.0f}",
         "val_token_recall": json.dumps(table),
+        "val_text_discrimination": f"{discrimination:.3f}",
     }
     save_router(router, args.out, meta)
     print(format_table(table))
@@ -279,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "steps": len(losses),
                 "final_loss": float(np.mean(losses[-50:])),
+                "val_text_discrimination": round(discrimination, 3),
                 "wall_seconds": round(wall),
                 "out": str(args.out),
             }
