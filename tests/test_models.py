@@ -89,14 +89,19 @@ def test_unavailable_device_is_an_error():
 
 
 def test_shipped_micro_sam2_segments_above_a_floor():
-    """The shipped micro SAM2 tracks a first-frame mask through synthetic val videos far better
-    than the same architecture with random weights. A regression floor, not the model card's
-    target: on these 6 videos x 12 frames the shipped weights score 24.9 J&F and random
-    weights (seeds 0, 1) 2.8 and 4.1 (measured 2026-12-02)."""
-    videos = synthetic_suite("val", 6, frames=12)["single-object"]
-    shipped, _, _ = evaluate_videos(load_sam2("micro"), videos, "mask", progress=False)
-    untrained, _, _ = evaluate_videos(
-        load_sam2("micro", weights="random", seed=0), videos, "mask", progress=False
+    """The shipped micro SAM2 tracks a first-frame mask through synthetic val videos, single
+    objects and occluding ones, far better than the same architecture with random weights. A
+    regression floor below the measured figures: on these 6 videos x 12 frames the shipped
+    weights (run 4) score 87.5 J&F single-object and 87.7 multi-object, random weights 2.8
+    (measured 2026-12-03)."""
+    suite = synthetic_suite("val", 6, frames=12)
+    shipped, _, _ = evaluate_videos(
+        load_sam2("micro"), suite["single-object"], "mask", progress=False
     )
-    assert shipped["J&F-Mean"] >= 0.15, shipped
-    assert shipped["J&F-Mean"] >= 3 * untrained["J&F-Mean"], (shipped, untrained)
+    untrained, _, _ = evaluate_videos(
+        load_sam2("micro", weights="random", seed=0), suite["single-object"], "mask", progress=False
+    )
+    multi, _, _ = evaluate_videos(load_sam2("micro"), suite["multi-object"], "mask", progress=False)
+    assert shipped["J&F-Mean"] >= 0.75, shipped
+    assert multi["J&F-Mean"] >= 0.70, multi
+    assert shipped["J&F-Mean"] >= 10 * untrained["J&F-Mean"], (shipped, untrained)
