@@ -6,6 +6,9 @@ inference: the frozen image encoder's stride-16 tokens, the object's CLIP text e
 the previous frame's mask logits — here simulated from the previous ground-truth mask with
 random shifts, dilation/erosion and noise, so that the router learns to use the mask cue
 without trusting it blindly. Random cue dropout teaches it to cope when a cue is missing.
+A second loss on the raw text cue, with the frame's other objects as hard negatives, makes
+that cue follow the description rather than whatever object is most salient
+(``text_discrimination`` measures it).
 
     python -m fsam2lib.train.train_router --minutes 10 --out data/router_micro.safetensors
 """
