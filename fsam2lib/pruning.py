@@ -58,8 +58,8 @@ class PruningConfig:
     fill: what pruned query positions receive after scatter-back: "previous" (the default:
         the previous frame's memory-conditioned features there; "unconditioned" when there is
         none), "unconditioned" (the frame's own features + SAM2's no-memory embedding, as SAM2
-        does for a frame without memory), "zeros". On the micro SAM2 (12 synthetic val videos,
-        router at keep 0.1) "previous" lost 2.8 J&F, "unconditioned" 3.2, "zeros" 25.0: a
+        does for a frame without memory), "zeros". On the micro SAM2 (20 synthetic val videos,
+        router at keep 0.1) "previous" lost 2.3 J&F, "unconditioned" 3.6, "zeros" 26.1: a
         pruned background token changes little from one frame to the next.
     context: share of each kept budget (queries and each memory frame) spent on a uniform
         lattice of tokens whatever their score (0 <= c <= 1; 0: scores decide alone). A

@@ -95,13 +95,12 @@ def test_shipped_micro_sam2_segments_above_a_floor():
     weights (run 4) score 87.5 J&F single-object and 87.7 multi-object, random weights 2.8
     (measured 2026-12-03)."""
     suite = synthetic_suite("val", 6, frames=12)
-    shipped, _, _ = evaluate_videos(
-        load_sam2("micro"), suite["single-object"], "mask", progress=False
-    )
+    micro = load_sam2("micro")
+    shipped, _, _ = evaluate_videos(micro, suite["single-object"], "mask", progress=False)
+    multi, _, _ = evaluate_videos(micro, suite["multi-object"], "mask", progress=False)
     untrained, _, _ = evaluate_videos(
         load_sam2("micro", weights="random", seed=0), suite["single-object"], "mask", progress=False
     )
-    multi, _, _ = evaluate_videos(load_sam2("micro"), suite["multi-object"], "mask", progress=False)
     assert shipped["J&F-Mean"] >= 0.75, shipped
     assert multi["J&F-Mean"] >= 0.70, multi
     assert shipped["J&F-Mean"] >= 10 * untrained["J&F-Mean"], (shipped, untrained)
