@@ -12,8 +12,8 @@ _EXPORTS = {
     "build_predictor": "fsam2lib.predictor",
     "PrunedSAM2VideoPredictor": "fsam2lib.predictor",
     "PruningConfig": "fsam2lib.pruning",
-    "load_sam2": "fsam2lib.models",
-    "load_clip": "fsam2lib.clip_models",
+    "load_sam2": "fsam2lib.models.sam2",
+    "load_clip": "fsam2lib.models.clip",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -21,9 +21,9 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from fsam2lib.inputs import init_state_from_frames
 from fsam2lib.metrics import VideoScores, evaluate_video, summarize
-from fsam2lib.video import Video
+from fsam2lib.videos.frames import init_state_from_frames
+from fsam2lib.videos.video import Video
 
 PROTOCOLS = ("mask", "click")
 
@@ -150,7 +150,7 @@ def synthetic_suite(
     split: str, num_videos: int, frames: int = 16, seed: int = 0
 ) -> dict[str, list[Video]]:
     """The model card's evaluation videos: single-object and multi-object (with occlusion)."""
-    from fsam2lib.synthetic import WorldConfig, make_split
+    from fsam2lib.videos.world import WorldConfig, make_split
 
     single = WorldConfig(num_frames=frames, min_objects=1, max_objects=1)
     multi = WorldConfig(num_frames=frames, min_objects=2, max_objects=3, occlusion=True)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    from fsam2lib.models import load_sam2, weights_label
+    from fsam2lib.models.sam2 import load_sam2, weights_label
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", default="micro")

@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from fsam2lib.davis import VOID_LABEL, read_masks
+from fsam2lib.videos.davis import VOID_LABEL, read_masks
 
 BOUND_TH = 0.008
 STAT_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fsam2lib import bench
-from fsam2lib.profiling import STAGES, MemoryAttentionDims, amdahl, memory_attention_flops
+from fsam2lib.bench.profiling import STAGES, MemoryAttentionDims, amdahl, memory_attention_flops
 
 torch.set_num_threads(1)
 # sam2's hole filling needs its CUDA extension; without it sam2 warns and skips that step
@@ -313,8 +313,8 @@ def test_parse_helpers():
 
 
 def test_dataset_folder_and_missing_texts(tmp_path):
-    from fsam2lib import davis
-    from fsam2lib.synthetic import WorldConfig, make_video
+    from fsam2lib.videos import davis
+    from fsam2lib.videos.world import WorldConfig, make_video
 
     video = make_video(3, WorldConfig(height=64, width=64, num_frames=8), "val", "clip")
     davis.write_video(tmp_path, video, frame_format="png")

@@ -10,8 +10,7 @@ import open_clip
 import pytest
 import torch
 
-from fsam2lib import clip_models, vocab
-from fsam2lib.clip_models import (
+from fsam2lib.models.clip import (
     DEFAULT_MICRO_WEIGHTS,
     MICRO_OPEN_CLIP_NAME,
     MissingWeightsError,
@@ -22,7 +21,8 @@ from fsam2lib.clip_models import (
     wrap_micro_model,
     zero_shot_accuracy,
 )
-from fsam2lib.synthetic import make_object_crops
+from fsam2lib.models import clip as clip_models
+from fsam2lib.text import vocab
 from fsam2lib.train.train_clip_micro import (
     TrainConfig,
     caption_pool,
@@ -32,6 +32,7 @@ from fsam2lib.train.train_clip_micro import (
     train,
     vocabulary_token_ids,
 )
+from fsam2lib.videos.world import make_object_crops
 
 needs_weights = pytest.mark.skipif(
     not DEFAULT_MICRO_WEIGHTS.is_file(),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fsam2lib.davis import (
+from fsam2lib.videos.davis import (
     DAVIS_PALETTE,
     list_videos,
     read_descriptions,
@@ -19,7 +19,7 @@ from fsam2lib.davis import (
     write_masks,
     write_video,
 )
-from fsam2lib.video import Video
+from fsam2lib.videos.video import Video
 
 
 def make_video(name: str = "synth_0000", t: int = 4, h: int = 24, w: int = 32, seed: int = 0):

@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fsam2lib import vocab
-from fsam2lib.clip_models import DEFAULT_MICRO_WEIGHTS, load_clip
-from fsam2lib.describe import (
+from fsam2lib.models.clip import DEFAULT_MICRO_WEIGHTS, load_clip
+from fsam2lib.text import vocab
+from fsam2lib.text.describe import (
     auto_description_accuracy,
     check_text,
     default_phrases,
@@ -18,7 +18,7 @@ from fsam2lib.describe import (
     describe_region,
     region_crop,
 )
-from fsam2lib.synthetic import WorldConfig, make_video
+from fsam2lib.videos.world import WorldConfig, make_video
 
 pytestmark = pytest.mark.skipif(
     not DEFAULT_MICRO_WEIGHTS.is_file(),

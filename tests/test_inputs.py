@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 from sam2.utils.misc import load_video_frames
 
-from fsam2lib.inputs import init_state_from_frames, to_model_input
-from fsam2lib.models import load_sam2
+from fsam2lib.models.sam2 import load_sam2
+from fsam2lib.videos.frames import init_state_from_frames, to_model_input
 
 
 def test_preprocessing_matches_sam2_loader(tmp_path):

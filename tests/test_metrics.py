@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fsam2lib.davis import write_masks
 from fsam2lib.metrics import (
     DatasetScores,
     VideoScores,
@@ -18,6 +17,7 @@ from fsam2lib.metrics import (
     jaccard,
     summarize,
 )
+from fsam2lib.videos.davis import write_masks
 
 
 def square(top: int, left: int, side: int = 20, shape=(100, 100)) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fsam2lib.evaluate import evaluate_videos, synthetic_suite
-from fsam2lib.models import SAM2_MODELS, load_sam2, save_checkpoint, weights_label
+from fsam2lib.models.sam2 import SAM2_MODELS, load_sam2, save_checkpoint, weights_label
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
 

@@ -12,9 +12,11 @@ from PIL import Image
 from sam2.build_sam import build_sam2_video_predictor
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 
-from fsam2lib.models import load_sam2
-from fsam2lib.predictor import PrunedSAM2VideoPredictor
-from fsam2lib.pruning import PruningConfig, ScoringInputs, grid_order, num_kept
+from fsam2lib.models.sam2 import load_sam2
+from fsam2lib.predictor.predictor import PrunedSAM2VideoPredictor
+from fsam2lib.pruning.config import PruningConfig
+from fsam2lib.pruning.scorers import ScoringInputs
+from fsam2lib.pruning.selection import grid_order, num_kept
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step")
@@ -105,7 +107,7 @@ def run_two_objects(model, video_dir):
 
 def test_keep_all_on_pruning_path_reproduces_stock_sam2(video_dir):
     stock = build_tiny("sam2.sam2_video_predictor.SAM2VideoPredictor")
-    ours = build_tiny("fsam2lib.predictor.PrunedSAM2VideoPredictor")
+    ours = build_tiny("fsam2lib.predictor.predictor.PrunedSAM2VideoPredictor")
     ours.load_state_dict(stock.state_dict())
     ours.pruning = PruningConfig(strategy="mask_prior", keep_ratio=1.0, memory_keep_ratio=1.0)
     calls = []

@@ -13,24 +13,28 @@ from sam2.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
 from sam2.modeling.sam import transformer
 from sam2.modeling.sam.transformer import RoPEAttention
 
-from fsam2lib.pruning import (
+from fsam2lib.pruning.attention import (
+    PrunedMemoryAttention,
+    PruningPlan,
+    gather_tokens,
+    scatter_tokens,
+)
+from fsam2lib.pruning.config import PruningConfig
+from fsam2lib.pruning.scorers import (
     GridScorer,
     MaskPriorScorer,
-    PrunedMemoryAttention,
-    PruningConfig,
-    PruningPlan,
     RandomScorer,
     ScoringInputs,
     check_scores,
-    forced_tokens,
-    gather_tokens,
-    grid_order,
     make_scorer,
+)
+from fsam2lib.pruning.selection import (
+    forced_tokens,
+    grid_order,
     mask_tokens,
     num_kept,
     prioritise,
     prompt_neighbourhood,
-    scatter_tokens,
     select_tokens,
 )
 

@@ -10,7 +10,7 @@ from sam2.modeling import position_encoding
 from sam2.modeling.sam import transformer
 from sam2.modeling.sam.transformer import RoPEAttention
 
-from fsam2lib.rope import gather_freqs, grid_freqs, rope_attention, rotate
+from fsam2lib.pruning.rope import gather_freqs, grid_freqs, rope_attention, rotate
 
 torch.set_num_threads(1)
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import fsam2lib.train.train_router as train_router_module
-from fsam2lib.pruning import ScoringInputs
-from fsam2lib.router import RouterConfig, TokenRouter, load_router, save_router
+from fsam2lib.pruning.router import RouterConfig, TokenRouter, load_router, save_router
+from fsam2lib.pruning.scorers import ScoringInputs
 from fsam2lib.train.train_router import (
     RouterSamples,
     recall_at,

@@ -10,10 +10,11 @@ import pytest
 from matplotlib.colors import rgb_to_hsv
 from matplotlib.path import Path as PolygonPath
 
-from fsam2lib import davis, synthetic
-from fsam2lib.make_dataset import main as make_dataset_main
-from fsam2lib.synthetic import WorldConfig, make_video, sample_scene, video_seed
-from fsam2lib.vocab import COLOURS, HELD_OUT_COMBOS, parse_description
+from fsam2lib.text.vocab import COLOURS, HELD_OUT_COMBOS, parse_description
+from fsam2lib.videos import davis
+from fsam2lib.videos import world as synthetic
+from fsam2lib.videos.make_dataset import main as make_dataset_main
+from fsam2lib.videos.world import WorldConfig, make_video, sample_scene, video_seed
 
 SMALL = WorldConfig(height=96, width=128, num_frames=8)
 SHORT = WorldConfig(num_frames=8)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fsam2lib.models import load_sam2
-from fsam2lib.synthetic import WorldConfig
+from fsam2lib.models.sam2 import load_sam2
 from fsam2lib.train.train_sam2_micro import (
     SAM2_BASE,
     TrainConfig,
@@ -16,6 +15,7 @@ from fsam2lib.train.train_sam2_micro import (
     video_loss,
     world_at,
 )
+from fsam2lib.videos.world import WorldConfig
 
 
 def test_world_gets_harder_and_ends_on_the_full_world():

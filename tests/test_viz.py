@@ -12,9 +12,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from fsam2lib import showcase, viz, vocab  # noqa: E402
-from fsam2lib.synthetic import WorldConfig  # noqa: E402
-from fsam2lib.video import Video  # noqa: E402
+from fsam2lib.text import vocab  # noqa: E402
+from fsam2lib.videos.video import Video  # noqa: E402
+from fsam2lib.videos.world import WorldConfig  # noqa: E402
+from fsam2lib.workbook import showcase, viz
 
 GRID = (4, 4)
 T, H, W = 3, 32, 48  # 8x12-pixel token cells
@@ -256,7 +257,7 @@ def test_wrong_description_and_spread_frames():
 
 
 def test_score_explorer_rerenders_when_controls_change(video):
-    from fsam2lib import widgets
+    from fsam2lib.workbook import widgets
 
     scores = viz.collect_scores(FakePredictor(), {}, 1, T)
     asked = []
@@ -283,7 +284,7 @@ def test_score_explorer_rerenders_when_controls_change(video):
 
 
 def test_mask_explorer_switches_runs(video):
-    from fsam2lib import widgets
+    from fsam2lib.workbook import widgets
 
     empty = np.zeros_like(video.masks)
     ex = widgets.mask_explorer(video, {"keep 1.0": video.masks, "keep 0.1": empty})
@@ -340,7 +341,7 @@ def test_map_grid_crops_and_frame_stages():
 
 
 def test_check_real_setup_reports_what_is_missing_and_where(tmp_path, monkeypatch):
-    from fsam2lib import davis
+    from fsam2lib.videos import davis
 
     monkeypatch.setenv("FSAM2_CHECKPOINTS", str(tmp_path / "ckpt"))
     check = showcase.check_real_setup("sam2.1_hiera_t", davis_root=None)

@@ -24,7 +24,7 @@ shown (unlike hue-rotation augmentation, which would leak the held-out pairs).
 
 Deterministic for a seed: data, initialisation, and each step's batch and augmentation come from
 seeded generators (a resumed run draws the same batches). Writes the weights (compact
-safetensors, see ``fsam2lib.clip_models``) and a JSON log next to them.
+safetensors, see ``fsam2lib.models.clip``) and a JSON log next to them.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fsam2lib import vocab
-from fsam2lib.clip_models import (
+from fsam2lib.models.clip import (
     DEFAULT_MICRO_WEIGHTS,
     ClipBundle,
     accuracy_table,
@@ -52,7 +51,8 @@ from fsam2lib.clip_models import (
     wrap_micro_model,
     zero_shot_accuracy,
 )
-from fsam2lib.synthetic import make_object_crops
+from fsam2lib.text import vocab
+from fsam2lib.videos.world import make_object_crops
 
 _MAX_LOG_SCALE = math.log(100.0)
 

@@ -26,19 +26,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fsam2lib.clip_models import load_clip
-from fsam2lib.inputs import to_model_input
-from fsam2lib.models import load_sam2
-from fsam2lib.pruning import (
-    CUES,
-    GridScorer,
-    MaskPriorScorer,
-    RandomScorer,
-    ScoringInputs,
-    mask_tokens,
-)
-from fsam2lib.router import RouterConfig, TokenRouter, save_router
-from fsam2lib.synthetic import WorldConfig, make_split
+from fsam2lib.models.clip import load_clip
+from fsam2lib.models.sam2 import load_sam2
+from fsam2lib.pruning.config import CUES
+from fsam2lib.pruning.router import RouterConfig, TokenRouter, save_router
+from fsam2lib.pruning.scorers import GridScorer, MaskPriorScorer, RandomScorer, ScoringInputs
+from fsam2lib.pruning.selection import mask_tokens
+from fsam2lib.videos.frames import to_model_input
+from fsam2lib.videos.world import WorldConfig, make_split
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
 # Auxiliary loss on the raw text cue (a cosine in [-1, 1], scaled to logits). Trained only

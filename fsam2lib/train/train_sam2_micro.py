@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fsam2lib.inputs import to_model_input
-from fsam2lib.models import load_sam2
-from fsam2lib.synthetic import WorldConfig, make_video, video_seed
+from fsam2lib.models.sam2 import load_sam2
+from fsam2lib.videos.frames import to_model_input
+from fsam2lib.videos.world import WorldConfig, make_video, video_seed
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
 

@@ -42,8 +42,8 @@ from matplotlib.colors import LightSource, hsv_to_rgb
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from fsam2lib.video import Video
-from fsam2lib.vocab import COLOURS, HELD_OUT_COMBOS, combos_for_split, describe
+from fsam2lib.text.vocab import COLOURS, HELD_OUT_COMBOS, combos_for_split, describe
+from fsam2lib.videos.video import Video
 
 BACKGROUNDS = ("plain", "procedural", "photo", "mixed")
 #: Real images from matplotlib's sample data used as backgrounds: a photograph, a shaded

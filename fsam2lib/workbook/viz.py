@@ -22,9 +22,9 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from fsam2lib.predictor import RECORD_KEYS
-from fsam2lib.pruning import num_kept
-from fsam2lib.video import Video
+from fsam2lib.predictor.predictor import RECORD_KEYS
+from fsam2lib.pruning.selection import num_kept
+from fsam2lib.videos.video import Video
 
 #: Keys of ``token_scores`` that are not per-token score maps.
 NON_MAP_KEYS = frozenset(RECORD_KEYS)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fsam2lib import vocab
-from fsam2lib.synthetic import WorldConfig, render_scene, sample_scene, video_seed
-from fsam2lib.video import Video
+from fsam2lib.text import vocab
+from fsam2lib.videos.video import Video
+from fsam2lib.videos.world import WorldConfig, render_scene, sample_scene, video_seed
 
 
 def find_video_with(
@@ -133,12 +133,12 @@ def check_real_setup(
     """Look (locally, no download) for a SAM2 checkpoint and a DAVIS-layout dataset.
 
     The checkpoint is ``sam2_checkpoint`` if given, else the official file name of
-    ``sam2_model`` in ``fsam2lib.models.checkpoint_search_dirs()`` (the shipped file for
+    ``sam2_model`` in ``fsam2lib.models.sam2.checkpoint_search_dirs()`` (the shipped file for
     "micro"). The dataset needs ``ImageSets/2017/<split>.txt`` and the frame and annotation
     folders at ``resolution``. Missing entries say what to download and where to put it.
     """
-    from fsam2lib import davis
-    from fsam2lib.models import MICRO_SAM2_WEIGHTS, SAM2_MODELS, checkpoint_search_dirs
+    from fsam2lib.models.sam2 import MICRO_SAM2_WEIGHTS, SAM2_MODELS, checkpoint_search_dirs
+    from fsam2lib.videos import davis
 
     check = SetupCheck()
     if sam2_model not in SAM2_MODELS:
@@ -166,7 +166,7 @@ def check_real_setup(
     layout = (
         f"download DAVIS-2017-trainval-480p.zip from {DAVIS_URL}, unzip it and set DAVIS_ROOT "
         f"to the folder holding JPEGImages/{resolution}, Annotations/{resolution} and "
-        "ImageSets/2017 (or make a synthetic one: python -m fsam2lib.make_dataset)"
+        "ImageSets/2017 (or make a synthetic one: python -m fsam2lib.videos.make_dataset)"
     )
     if not davis_root:
         check.missing["DAVIS dataset"] = f"DAVIS_ROOT is not set; {layout}"

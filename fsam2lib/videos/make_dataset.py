@@ -1,6 +1,6 @@
 """Write a split of the synthetic world to disk in the DAVIS 2017 layout.
 
-    python -m fsam2lib.make_dataset --out data/synth --split val --num-videos 20 \\
+    python -m fsam2lib.videos.make_dataset --out data/synth --split val --num-videos 20 \\
         [--height 480 --width 854] [--frames 24] [--seed 0] [--max-objects 3]
 
 Videos are named ``<split>_0000``, ``<split>_0001``, ... and seeded by
@@ -15,14 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from fsam2lib import davis
-from fsam2lib.synthetic import BACKGROUNDS, WorldConfig, make_split
+from fsam2lib.videos import davis
+from fsam2lib.videos.world import BACKGROUNDS, WorldConfig, make_split
 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = WorldConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m fsam2lib.make_dataset",
+        prog="python -m fsam2lib.videos.make_dataset",
         description="Generate synthetic videos (frames, masks, descriptions) in DAVIS layout.",
     )
     parser.add_argument("--out", required=True, type=Path, help="dataset root to write into")

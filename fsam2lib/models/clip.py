@@ -39,13 +39,14 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from fsam2lib import vocab
+from fsam2lib.paths import MICRO_CLIP_CONFIG, MICRO_CLIP_WEIGHTS
+from fsam2lib.text import vocab
 
 MICRO_NAME = "micro"
-MICRO_CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "clip_micro.json"
+MICRO_CONFIG_PATH = MICRO_CLIP_CONFIG
 #: open_clip registers a config file under its file stem.
 MICRO_OPEN_CLIP_NAME = MICRO_CONFIG_PATH.stem
-DEFAULT_MICRO_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "clip_micro.safetensors"
+DEFAULT_MICRO_WEIGHTS = MICRO_CLIP_WEIGHTS
 MICRO_TRAIN_COMMAND = "python -m fsam2lib.train.train_clip_micro --out data/clip_micro.safetensors"
 _WEIGHTS_FORMAT = "fsam2-clip-micro-v1"
 _ROWS_KEY = "token_embedding.weight.rows"

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fsam2lib.video import Video
+from fsam2lib.videos.video import Video
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 VOID_LABEL = 255

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import torch
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-CONFIG_DIR = PACKAGE_DIR / "configs"
-DATA_DIR = PACKAGE_DIR.parent / "data"
-MICRO_SAM2_WEIGHTS = DATA_DIR / "sam2_micro.safetensors"
+from fsam2lib.paths import CONFIG_DIR, MICRO_SAM2_WEIGHTS
+
 CHECKPOINT_DIR_ENV = "FSAM2_CHECKPOINTS"
 
 

@@ -15,14 +15,12 @@ import os
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "notebooks"
-BUILD = Path(os.environ.get("FSAM2_BUILD", REPO / "build"))
+from fsam2lib.paths import BUILD_DIR, NOTEBOOKS_DIR
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
     """The workbook's notebooks in order (01_, 02_, ...), optionally filtered by name."""
-    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
     if only:
         unknown = set(only) - {p.stem for p in found}
         if unknown:
@@ -33,7 +31,7 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
 
 def record(notebook: str, key: str, value, build: Path | None = None) -> None:
     """Store one key figure (JSON-serialisable) of a notebook for the workbook summary."""
-    folder = (build or BUILD) / "summary"
+    folder = (build or BUILD_DIR) / "summary"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{notebook}.json"
     data = json.loads(path.read_text()) if path.is_file() else {}
@@ -70,7 +68,7 @@ def run(only: list[str] | None, params: dict[str, str], build: Path) -> Path:
             str(build / "notebooks" / nb.name),
             parameters=params,
             kernel_name="python3",
-            cwd=str(NOTEBOOKS),
+            cwd=str(NOTEBOOKS_DIR),
             progress_bar=False,
         )
         timings[nb.stem] = time.time() - start
@@ -81,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=BUILD)
+    parser.add_argument("--out", type=Path, default=BUILD_DIR)
     parser.add_argument("--only", nargs="*", help="notebook names (without .ipynb)")
     parser.add_argument(
         "-p",

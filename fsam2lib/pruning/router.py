@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fsam2lib.pruning import MaskPriorScorer, ScoringInputs
+from fsam2lib.paths import MICRO_ROUTER_WEIGHTS
+from fsam2lib.pruning.scorers import MaskPriorScorer, ScoringInputs
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-MICRO_ROUTER_WEIGHTS = DATA_DIR / "router_micro.safetensors"
 NUM_INPUTS = 4 + 2  # visual, text, object prior, boundary uncertainty + text/mask flags
 
 

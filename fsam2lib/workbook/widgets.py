@@ -1,7 +1,7 @@
 """ipywidgets wiring for the notebooks' interactive views (frame, keep ratio, text sliders).
 
 Why a module: ipywidgets swallows exceptions raised in callbacks, so the rendering lives in
-plain functions (``fsam2lib.viz``) and this module only connects controls to them. An
+plain functions (``fsam2lib.workbook.viz``) and this module only connects controls to them. An
 :class:`Explorer` re-renders on every control change, shows the figure in its output area,
 keeps it as ``.figure`` and shows (and keeps as ``.error``) any error instead of losing it.
 Tests drive it by setting ``.value`` on its controls, no kernel needed.
@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from fsam2lib import viz
-from fsam2lib.video import Video
+from fsam2lib.videos.video import Video
+from fsam2lib.workbook import viz
 
 
 def _ipywidgets():

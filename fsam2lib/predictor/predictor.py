@@ -53,16 +53,11 @@ from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2.utils.misc import load_video_frames
 from torch import Tensor
 
-from fsam2lib.pruning import (
-    ROUTER_STRATEGIES,
-    PrunedMemoryAttention,
-    PruningConfig,
-    PruningPlan,
-    ScoringInputs,
-    TokenScorer,
-    check_scores,
+from fsam2lib.pruning.attention import PrunedMemoryAttention, PruningPlan
+from fsam2lib.pruning.config import ROUTER_STRATEGIES, PruningConfig
+from fsam2lib.pruning.scorers import ScoringInputs, TokenScorer, check_scores, make_scorer
+from fsam2lib.pruning.selection import (
     forced_tokens,
-    make_scorer,
     mask_tokens,
     num_kept,
     prioritise,
@@ -367,7 +362,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             raise RuntimeError(
                 "an object text was given but no text encoder is set: assign "
                 "`predictor.text_encoder` (Callable[[list[str]], Tensor [N, D]], e.g. from "
-                "fsam2lib.clip_models.load_clip)"
+                "fsam2lib.models.clip.load_clip)"
             )
         text = text.strip()
         emb = self.text_encoder([text])
@@ -703,7 +698,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
 def clip_text_encoder(clip) -> Callable:
     """``text_encoder`` for the predictor: validates each text for ``clip`` (empty text is an
     error; free text given to the micro CLIP warns), then embeds it."""
-    from fsam2lib.describe import check_text
+    from fsam2lib.text.describe import check_text
 
     def encode(texts: list[str]) -> Tensor:
         return clip.encode_text([check_text(t, clip) for t in texts])
@@ -714,7 +709,7 @@ def clip_text_encoder(clip) -> Callable:
 def clip_describer(clip) -> Callable:
     """``describe_object`` for the predictor: zero-shot ranking of the vocabulary phrases on a
     crop around the object's mask on its prompted frame (None when the mask is empty)."""
-    from fsam2lib.describe import describe_region
+    from fsam2lib.text.describe import describe_region
 
     def describe(rgb: Tensor, mask: Tensor) -> str | None:
         mask_np = mask.detach().cpu().numpy().astype(bool)
@@ -739,15 +734,15 @@ def build_predictor(
 ) -> PrunedSAM2VideoPredictor:
     """A :class:`PrunedSAM2VideoPredictor` with its text encoder, describer and router attached.
 
-    model/checkpoint/weights/image_size: as :func:`fsam2lib.models.load_sam2`.
+    model/checkpoint/weights/image_size: as :func:`fsam2lib.models.sam2.load_sam2`.
     clip: CLIP for the text cue and automatic descriptions (``None``: no text at all).
     router: "shipped" loads the router trained for the micro SAM2 + micro CLIP (only valid
         with those two); a path loads another trained router; a scorer object is used as is;
         ``None`` attaches none (strategies "router"/"text_only" then raise).
     """
-    from fsam2lib.clip_models import load_clip
-    from fsam2lib.models import load_sam2
-    from fsam2lib.router import load_router
+    from fsam2lib.models.clip import load_clip
+    from fsam2lib.models.sam2 import load_sam2
+    from fsam2lib.pruning.router import load_router
 
     predictor = load_sam2(
         model,

@@ -13,7 +13,7 @@ Every run prints a table and, with ``--json``, writes the result and its plots (
 the JSON); ``--compare previous.json`` prints the change of every figure against an earlier run.
 
 What is measured, and how:
-- **Efficiency** runs one synthetic video (``fsam2lib.synthetic`` at the model's input size, the
+- **Efficiency** runs one synthetic video (``fsam2lib.videos.world`` at the model's input size, the
   first target prompted with its first-frame mask) under stock SAM2 (strategy "none", keep 1.0:
   the reference) and each keep ratio. Configurations alternate within each repeat (order
   rotated between repeats); each (repeat, configuration) runs in a fresh subprocess, so its
@@ -83,7 +83,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fsam2lib.profiling import (
+from fsam2lib.bench.profiling import (
     STAGES,
     MemoryAttentionDims,
     MemoryAttentionProbe,
@@ -94,8 +94,10 @@ from fsam2lib.profiling import (
     rss_bytes,
     state_bytes,
 )
-from fsam2lib.pruning import CUES, FILLS, ROUTER_STRATEGIES, STRATEGIES, PruningConfig, num_kept
-from fsam2lib.video import Video
+from fsam2lib.paths import REPO_DIR
+from fsam2lib.pruning.config import CUES, FILLS, ROUTER_STRATEGIES, STRATEGIES, PruningConfig
+from fsam2lib.pruning.selection import num_kept
+from fsam2lib.videos.video import Video
 
 SCHEMA_VERSION = 1
 PROMPT_OBJECT = 1  # cost runs track the first target of the synthetic video
@@ -190,8 +192,8 @@ class ModelSpec:
 def build_bench_predictor(spec: ModelSpec, strategies: Sequence[str] = ()) -> tuple:
     """A ``PrunedSAM2VideoPredictor`` (``fsam2lib.build_predictor``) for ``spec`` and a dict
     saying which router and text encoder it carries."""
-    from fsam2lib.predictor import build_predictor
-    from fsam2lib.router import RouterConfig, TokenRouter
+    from fsam2lib.predictor.predictor import build_predictor
+    from fsam2lib.pruning.router import RouterConfig, TokenRouter
 
     needs_router = any(s in ROUTER_STRATEGIES for s in strategies)
     random = spec.weights == "random"
@@ -231,7 +233,7 @@ def build_bench_predictor(spec: ModelSpec, strategies: Sequence[str] = ()) -> tu
 
 def predictor_info(predictor, extra: dict) -> dict:
     """What a result must say about the model it measured."""
-    from fsam2lib.models import weights_label
+    from fsam2lib.models.sam2 import weights_label
 
     device = torch.device(predictor.device)
     grid = predictor.sam_image_embedding_size
@@ -302,7 +304,7 @@ def _header(kind: str, info: dict, **settings) -> dict:
 def cost_video(image_size: int, frames: int, seed: int = 0) -> Video:
     """A synthetic video at the model's input size; longer than the world's 60-frame limit by
     playing it forwards and backwards (continuous motion)."""
-    from fsam2lib.synthetic import WorldConfig, make_video
+    from fsam2lib.videos.world import WorldConfig, make_video
 
     _check_positive("frames", frames)
     base_len = min(max(frames, 8), 60)
@@ -344,12 +346,12 @@ def open_dataset(
     frames: synthetic videos are generated this long (default: the world's 16); a folder's
     videos are cut to their first ``frames`` frames (default: whole videos).
     """
-    from fsam2lib import davis
+    from fsam2lib.videos import davis
 
     _check_positive("max_videos", max_videos)
     _check_positive("frames", frames)
     if dataset.startswith("synthetic:"):
-        from fsam2lib.synthetic import WorldConfig, make_video, video_seed
+        from fsam2lib.videos.world import WorldConfig, make_video, video_seed
 
         parts = dataset.split(":")
         if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) < 1:
@@ -492,7 +494,7 @@ def measure_run(
 
 
 def _init_state(predictor, video: Video) -> dict:
-    from fsam2lib.inputs import init_state_from_frames
+    from fsam2lib.videos.frames import init_state_from_frames
 
     return init_state_from_frames(predictor, video.frames)
 
@@ -595,7 +597,7 @@ def _run_subprocess(job: _Job, video_path: str, folder: Path, index: int) -> dic
     spec_path, out_path = folder / f"job{index}.json", folder / f"result{index}.json"
     spec_path.write_text(json.dumps(job.to_json(video_path)))
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(REPO_DIR)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-m", "fsam2lib.bench", "_worker", str(spec_path), str(out_path)],
@@ -755,7 +757,7 @@ def _check_steady(info: dict, frames: int) -> dict:
 
 def _config_image_size(model: str) -> int:
     """The config's input size without building the model (hydra compose)."""
-    from fsam2lib.models import SAM2_MODELS, _fsam2_config_dir
+    from fsam2lib.models.sam2 import SAM2_MODELS, _fsam2_config_dir
 
     spec = SAM2_MODELS.get(model)
     if spec is None:

@@ -1,0 +1,7 @@
+"""``python -m fsam2lib.bench``: the benchmark CLI (see :mod:`fsam2lib.bench.cli`)."""
+
+import sys
+
+from fsam2lib.bench.core import main
+
+sys.exit(main())

@@ -1,0 +1,161 @@
+"""How tokens are scored: the inputs a scorer sees, the scorer protocol, the baseline
+strategies (random, grid, mask prior) and the factory that picks one for a config."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fsam2lib.pruning.config import CUES, PruningConfig
+from fsam2lib.pruning.selection import grid_order
+
+
+@dataclass
+class ScoringInputs:
+    """What a token scorer sees for one frame and one object (SAM2 1.1.0 tracks each object
+    with batch size 1).
+
+    features: ``[B, C, H, W]`` stride-16 image-encoder tokens of the current frame (neck
+        output, before memory attention).
+    frame_idx: the frame's index in the video.
+    prev_mask_logits: ``[B, 1, h, w]`` low-res mask logits of this object on the previously
+        processed frame (None on an initial prompted frame or when there is none).
+    text_embedding: ``[B, D]`` L2-normalised CLIP text embedding of the object's description
+        (None when the object has no text: the text cue is then off).
+    prompt_points: ``[B, N, 2]`` clicks / box corners in (x, y) token-grid coordinates on
+        this frame (None if none).
+    cues: the cues the scorer is asked to combine (a subset of ``CUES``).
+    """
+
+    features: Tensor
+    frame_idx: int
+    prev_mask_logits: Tensor | None = None
+    text_embedding: Tensor | None = None
+    prompt_points: Tensor | None = None
+    cues: tuple[str, ...] = CUES
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return int(self.features.shape[-2]), int(self.features.shape[-1])
+
+
+class TokenScorer(Protocol):
+    """Scores the tokens of one frame: ``"combined"`` ``[B, H*W]`` (higher = keep) plus one
+    ``[B, H*W]`` entry per cue, kept for inspection."""
+
+    def __call__(self, inputs: ScoringInputs) -> dict[str, Tensor]: ...
+
+
+class RandomScorer:
+    """Uniform random scores, seeded by ``(seed, frame_idx)``: same frame, same tokens."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def __call__(self, inputs: ScoringInputs) -> dict[str, Tensor]:
+        b = inputs.features.shape[0]
+        h, w = inputs.grid
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + inputs.frame_idx)
+        scores = torch.rand(b, h * w, generator=gen).to(inputs.features.device)
+        return {"combined": scores}
+
+
+class GridScorer:
+    """Uniform coverage regardless of content (see :func:`grid_order`)."""
+
+    def __call__(self, inputs: ScoringInputs) -> dict[str, Tensor]:
+        order = grid_order(inputs.grid, inputs.features.device)
+        return {"combined": order.expand(inputs.features.shape[0], -1).clone()}
+
+
+class MaskPriorScorer:
+    """The previous frame's mask as a prior, no text: keep a dilated band around the object
+    and tokens near the decision boundary (|logit| small).
+
+    Cues: "object" (object probability max-pooled per token cell, dilated by ``dilation``
+    tokens) and "uncertainty" (``1 - |2 sigmoid(logit) - 1|`` max-pooled per cell). The
+    combined score adds a small proximity term (wide average of the object map) so the
+    remaining budget goes to tokens near the object, and a tiny grid term to break ties
+    uniformly. Without a previous mask (first frame) or with an empty one (the object
+    left), the grid order decides.
+    """
+
+    def __init__(self, dilation: int = 2) -> None:
+        if dilation < 0:
+            raise ValueError(f"dilation must be >= 0, got {dilation}")
+        self.dilation = dilation
+
+    def __call__(self, inputs: ScoringInputs) -> dict[str, Tensor]:
+        feats = inputs.features
+        b = feats.shape[0]
+        h, w = inputs.grid
+        tie = grid_order((h, w), feats.device).expand(b, -1)
+        logits = inputs.prev_mask_logits
+        if logits is None:
+            zeros = torch.zeros(b, h * w, device=feats.device)
+            return {"combined": tie.clone(), "object": zeros, "uncertainty": zeros.clone()}
+        prob = torch.sigmoid(logits.float().to(feats.device))
+        obj = F.adaptive_max_pool2d(prob, (h, w))
+        if self.dilation > 0:
+            obj = F.max_pool2d(obj, 2 * self.dilation + 1, stride=1, padding=self.dilation)
+        unc = F.adaptive_max_pool2d(1.0 - (2.0 * prob - 1.0).abs(), (h, w))
+        k = 2 * max(1, max(h, w) // 4) + 1
+        near = F.avg_pool2d(obj, k, stride=1, padding=k // 2, count_include_pad=False)
+        obj, unc, near = obj.flatten(1), unc.flatten(1), near.flatten(1)
+        combined = obj + unc + 0.1 * near + 1e-3 * tie
+        return {"combined": combined, "object": obj, "uncertainty": unc}
+
+
+class CueRestrictedScorer:
+    """Calls a scorer with ``inputs.cues`` replaced (e.g. the router with the text cue only)."""
+
+    def __init__(self, scorer: TokenScorer, cues: tuple[str, ...]) -> None:
+        self.scorer, self.cues = scorer, cues
+
+    def __call__(self, inputs: ScoringInputs) -> dict[str, Tensor]:
+        return self.scorer(dataclasses.replace(inputs, cues=self.cues))
+
+
+def make_scorer(config: PruningConfig, router: TokenScorer | None) -> TokenScorer | None:
+    """The scorer for ``config.strategy`` (None for "none"); router strategies need ``router``."""
+    if config.strategy == "none":
+        return None
+    if config.strategy == "random":
+        return RandomScorer(config.seed)
+    if config.strategy == "grid":
+        return GridScorer()
+    if config.strategy == "mask_prior":
+        return MaskPriorScorer()
+    if router is None:
+        raise RuntimeError(
+            f"pruning strategy {config.strategy!r} needs a learned token scorer, but none is "
+            "attached: set `predictor.router = <TokenScorer>` (e.g. the router from "
+            "fsam2lib.pruning.router), or use strategy 'random', 'grid', 'mask_prior' or 'none'"
+        )
+    cues = ("text",) if config.strategy == "text_only" else config.cues
+    return CueRestrictedScorer(router, cues)
+
+
+def check_scores(scores: object, batch: int, hw: int, source: str) -> dict[str, Tensor]:
+    """Validate a scorer's output: a dict with a finite ``"combined"`` ``[B, H*W]`` tensor."""
+    if not isinstance(scores, dict) or "combined" not in scores:
+        raise TypeError(
+            f"{source} must return a dict with a 'combined' entry, got {type(scores).__name__}"
+        )
+    combined = scores["combined"]
+    if not isinstance(combined, Tensor) or tuple(combined.shape) != (batch, hw):
+        shape = tuple(combined.shape) if isinstance(combined, Tensor) else type(combined).__name__
+        raise ValueError(f"{source}: 'combined' must be [B, H*W] = {(batch, hw)}, got {shape}")
+    if not torch.isfinite(combined).all():
+        raise ValueError(f"{source}: 'combined' scores must be finite")
+    for name, value in scores.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"{source}: entry {name!r} must be a tensor, got {type(value).__name__}"
+            )
+    return {name: value.detach() for name, value in scores.items()}
