@@ -10,6 +10,7 @@ import open_clip
 import pytest
 import torch
 
+from fsam2lib.models import clip as clip_models
 from fsam2lib.models.clip import (
     DEFAULT_MICRO_WEIGHTS,
     MICRO_OPEN_CLIP_NAME,
@@ -21,7 +22,6 @@ from fsam2lib.models.clip import (
     wrap_micro_model,
     zero_shot_accuracy,
 )
-from fsam2lib.models import clip as clip_models
 from fsam2lib.text import vocab
 from fsam2lib.train.train_clip_micro import (
     TrainConfig,
@@ -32,7 +32,7 @@ from fsam2lib.train.train_clip_micro import (
     train,
     vocabulary_token_ids,
 )
-from fsam2lib.videos.world import make_object_crops
+from fsam2lib.videos.crops import make_object_crops
 
 needs_weights = pytest.mark.skipif(
     not DEFAULT_MICRO_WEIGHTS.is_file(),

@@ -11,7 +11,8 @@ from matplotlib.colors import rgb_to_hsv
 from matplotlib.path import Path as PolygonPath
 
 from fsam2lib.text.vocab import COLOURS, HELD_OUT_COMBOS, parse_description
-from fsam2lib.videos import davis
+from fsam2lib.videos import backgrounds, davis, paint
+from fsam2lib.videos import crops as object_crops
 from fsam2lib.videos import world as synthetic
 from fsam2lib.videos.make_dataset import main as make_dataset_main
 from fsam2lib.videos.world import WorldConfig, make_video, sample_scene, video_seed
@@ -116,7 +117,7 @@ def test_object_colours_have_their_words_hue():
             assert np.all(hsv[:, 1:] > 0.58)  # saturation and value >= 0.6 (uint8 rounding)
             hue = np.median(hsv[:, 0]) * 360
             target = COLOURS[parse_description(text).colour]
-            assert abs((hue - target + 180) % 360 - 180) <= synthetic.HUE_JITTER + 3, text
+            assert abs((hue - target + 180) % 360 - 180) <= paint.HUE_JITTER + 3, text
 
 
 def test_occlusion_happens_and_masks_are_visible_pixels():
@@ -144,7 +145,7 @@ def test_objects_leave_the_frame_only_when_allowed():
     for scene in _scenes("val", 12, stay):
         size = np.array([stay.width, stay.height])
         for obj in scene.objects:
-            bound = obj.radii * synthetic.BOUND[obj.shape]
+            bound = obj.radii * paint.BOUND[obj.shape]
             assert np.all(obj.centers >= bound[:, None] - 1e-6)
             assert np.all(obj.centers <= size - bound[:, None] + 1e-6)
 
@@ -174,8 +175,8 @@ def test_davis_size_works_and_looks_like_a_scaled_small_video():
 
 
 def test_photo_sources_exist_and_load():
-    for name in synthetic.PHOTO_SOURCES:
-        image = np.asarray(synthetic._photo_image(name))
+    for name in backgrounds.PHOTO_SOURCES:
+        image = np.asarray(backgrounds.photo_image(name))
         assert image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= 128, name
         assert image.std() > 10, name
 
@@ -184,17 +185,17 @@ def test_photo_sources_exist_and_load():
 def test_shape_rasteriser_matches_the_polygon(shape):
     r, theta = 40.0, 0.3
     grid = np.arange(-70, 70, dtype=np.float32) + 0.5
-    inside = synthetic._inside(shape, grid[None, :], grid[:, None], r, theta)
+    inside = paint.inside_shape(shape, grid[None, :], grid[:, None], r, theta)
     if shape == "circle":
         angles = np.linspace(0, 2 * np.pi, 400, endpoint=False)
         radius = np.full_like(angles, r)
     elif shape == "star":
         angles = theta - np.pi / 2 + np.arange(10) * np.pi / 5
-        outer = synthetic.STAR_OUTER_RADIUS * r
+        outer = paint.STAR_OUTER_RADIUS * r
         inner = outer * np.cos(2 * np.pi / 5) / np.cos(np.pi / 5)
         radius = np.where(np.arange(10) % 2 == 0, outer, inner)
     elif shape == "cross":
-        a, b = synthetic.CROSS_ARM * r, synthetic.CROSS_HALF_WIDTH * r
+        a, b = paint.CROSS_ARM * r, paint.CROSS_HALF_WIDTH * r
         local = np.array(
             [(a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b)]
             + [(-a, -b), (-b, -b), (-b, -a), (b, -a), (b, -b), (a, -b)]
@@ -205,7 +206,7 @@ def test_shape_rasteriser_matches_the_polygon(shape):
         sides = {"square": 4, "triangle": 3, "hexagon": 6}[shape]
         start = {"square": np.pi / 4, "triangle": -np.pi / 2, "hexagon": np.pi / 6}[shape]
         angles = theta + start + np.arange(sides) * 2 * np.pi / sides
-        radius = np.full(sides, synthetic.BOUND[shape] * r)
+        radius = np.full(sides, paint.BOUND[shape] * r)
     polygon = PolygonPath(np.stack([radius * np.cos(angles), radius * np.sin(angles)], 1))
     xs, ys = np.meshgrid(grid, grid)
     reference = polygon.contains_points(np.stack([xs.ravel(), ys.ravel()], 1)).reshape(xs.shape)
@@ -259,32 +260,32 @@ def test_crop_object_shapes_and_content():
     frame[10:20, 60:80] = (255, 0, 0)
     mask = np.zeros((50, 80), dtype=bool)
     mask[10:20, 60:80] = True  # touches the right edge: the square leaves the frame
-    crop = synthetic.crop_object(frame, mask, pad=0.15, size=32)
+    crop = object_crops.crop_object(frame, mask, pad=0.15, size=32)
     assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8
     np.testing.assert_array_equal(crop[16, 16], (255, 0, 0))
     assert crop[1, 16].sum() == 0  # padding above the object shows the frame
     with pytest.raises(ValueError, match="empty"):
-        synthetic.crop_object(frame, np.zeros((50, 80)))
+        object_crops.crop_object(frame, np.zeros((50, 80)))
     with pytest.raises(ValueError, match="does not match"):
-        synthetic.crop_object(frame, mask[:10])
+        object_crops.crop_object(frame, mask[:10])
 
 
 def test_make_object_crops():
-    crops, texts = synthetic.make_object_crops("val", 150, seed=3, size=48)
+    crops, texts = object_crops.make_object_crops("val", 150, seed=3, size=48)
     assert crops.shape == (150, 48, 48, 3) and crops.dtype == np.uint8
     assert len(texts) == 150
     parsed = [parse_description(t) for t in texts]
     assert any((p.colour, p.shape) in HELD_OUT_COMBOS for p in parsed)
     assert 0.05 < np.mean([p.size is not None for p in parsed]) < 0.4
-    again, same_texts = synthetic.make_object_crops("val", 150, seed=3, size=48)
+    again, same_texts = object_crops.make_object_crops("val", 150, seed=3, size=48)
     np.testing.assert_array_equal(crops, again)
     assert texts == same_texts
-    _, train_texts = synthetic.make_object_crops("train", 200, seed=3)
+    _, train_texts = object_crops.make_object_crops("train", 200, seed=3)
     for text in train_texts:
         p = parse_description(text)
         assert (p.colour, p.shape) not in HELD_OUT_COMBOS
     with pytest.raises(ValueError, match="size"):
-        synthetic.make_object_crops("val", 2, size=8)
+        object_crops.make_object_crops("val", 2, size=8)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -18,8 +18,8 @@ import torch
 
 from fsam2lib.models.clip import ClipBundle
 from fsam2lib.text import vocab
+from fsam2lib.videos.crops import crop_object
 from fsam2lib.videos.video import Video
-from fsam2lib.videos.world import crop_object
 
 #: Padding around the region's bounding box, as a fraction of its side (= the training crops').
 CROP_PAD = 0.15

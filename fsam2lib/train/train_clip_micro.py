@@ -52,7 +52,7 @@ from fsam2lib.models.clip import (
     zero_shot_accuracy,
 )
 from fsam2lib.text import vocab
-from fsam2lib.videos.world import make_object_crops
+from fsam2lib.videos.crops import make_object_crops
 
 _MAX_LOG_SCALE = math.log(100.0)
 

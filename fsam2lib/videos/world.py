@@ -19,8 +19,7 @@ Conventions
   description gets "small"/"large", and their radii differ by at least ~1.9x in every frame.
   Distractors never match a target in both colour and shape, so every description names exactly
   one object of its video.
-- Colours: the hue of the colour word jittered by at most ``HUE_JITTER`` degrees, saturation and
-  value in [0.6, 1]; object texture modulates the value only and stays within [0.6, 1].
+- Colours and shapes: see :mod:`fsam2lib.videos.paint`; backgrounds: :mod:`fsam2lib.videos.backgrounds`.
 - Splits: train videos only ever show (targets *and* distractors) pairs from
   ``vocab.combos_for_split('train')``; in val/test a fraction ``held_out_fraction`` of the
   targets take a ``HELD_OUT_COMBOS`` pair. ``video_seed`` keeps the splits' seeds disjoint.
@@ -30,57 +29,26 @@ Conventions
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import numpy as np
-from matplotlib import cbook, colormaps
-from matplotlib.colors import LightSource, hsv_to_rgb
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from fsam2lib.text.vocab import COLOURS, HELD_OUT_COMBOS, combos_for_split, describe
+from fsam2lib.text.vocab import HELD_OUT_COMBOS, combos_for_split, describe
+from fsam2lib.videos.backgrounds import MIXED_WEIGHTS, background
+from fsam2lib.videos.paint import BOUND, Appearance, paint_object, rasterise, sample_appearance
 from fsam2lib.videos.video import Video
 
 BACKGROUNDS = ("plain", "procedural", "photo", "mixed")
-#: Real images from matplotlib's sample data used as backgrounds: a photograph, a shaded
-#: digital elevation model and an MRI slice (all shipped with matplotlib; other sample files
-#: are tiny clip-art or not images).
-PHOTO_SOURCES = ("grace_hopper.jpg", "jacksboro_fault_dem.npz", "s1045.ima.gz")
-#: Probabilities of plain / procedural / photo backgrounds when ``background="mixed"``.
-MIXED_WEIGHTS = (0.15, 0.45, 0.40)
-TEXTURES = ("flat", "stripes", "shade", "mottled")
-HUE_JITTER = 5.0
-MIN_SV = 0.6
-MAX_BACKGROUND_SATURATION = 0.45
-
 # Object radius r (fraction of unit): ordinary targets/distractors, and the size-pair members.
 RADIUS_RANGE = (0.06, 0.12)
 SMALL_RADIUS_RANGE = (0.04, 0.05)
 LARGE_RADIUS_RANGE = (0.125, 0.15)
 SIZE_PAIR_SCALE_CHANGE = 1.1  # size-pair members change scale by at most this factor
 
-# Shape geometry in units of r, chosen so that all shapes cover a similar area (~2.4-3.1 r^2).
-SQUARE_HALF_SIDE = 0.88
-TRIANGLE_CIRCUMRADIUS = 1.45
-STAR_OUTER_RADIUS = 1.45
-HEXAGON_CIRCUMRADIUS = 1.1
-CROSS_ARM, CROSS_HALF_WIDTH = 1.15, 0.38
-#: Radius of the circle around each shape's centre that holds it, in units of r.
-BOUND = {
-    "circle": 1.0,
-    "square": SQUARE_HALF_SIDE * np.sqrt(2.0),
-    "triangle": TRIANGLE_CIRCUMRADIUS,
-    "star": STAR_OUTER_RADIUS,
-    "hexagon": HEXAGON_CIRCUMRADIUS,
-    "cross": float(np.hypot(CROSS_ARM, CROSS_HALF_WIDTH)),
-}
 
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-_CROP_STREAM = 7919  # separates make_object_crops' seeds from video seeds
 _FIRST_FRAME_SEPARATION = 0.85  # in-frame objects' centres >= this x (sum of bounding radii)
 _PLACEMENT_TRIES = 100
 
@@ -157,21 +125,6 @@ def _check_float_range(name: str, value: object, low: float, high: float) -> Non
 
 
 @dataclass(frozen=True, eq=False)
-class Appearance:
-    """How an object is painted: base colour and a texture in the object's own frame."""
-
-    hue: float  # degrees
-    saturation: float
-    value: float
-    texture: str  # one of TEXTURES
-    amplitude: float  # value modulation, fraction of ``value``
-    frequency: float  # stripes per object radius
-    phase: float
-    tile: np.ndarray  # float32 [8, 8] in [-1, 1], the "mottled" pattern
-    rgb: np.ndarray  # float32 [3] in [0, 1]: hue and saturation at value 1 (pixel = rgb * value)
-
-
-@dataclass(frozen=True, eq=False)
 class ObjectSpec:
     """One object of a scene and its whole trajectory, in frame pixel coordinates."""
 
@@ -232,7 +185,7 @@ def video_seed(split: str, index: int, base_seed: int = 0) -> int:
     A SeedSequence hash of (base_seed, split, index) gives 62 bits; the split's code takes the
     top two bits of the 64-bit seed, so the three streams are disjoint by construction.
     """
-    code = _split_code(split)
+    code = split_code(split)
     for what, value in (("index", index), ("base_seed", base_seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"video_seed: {what} must be a non-negative int, got {value!r}")
@@ -240,13 +193,13 @@ def video_seed(split: str, index: int, base_seed: int = 0) -> int:
     return (code << 62) | (int(state[0]) & ((1 << 62) - 1))
 
 
-def _split_code(split: str) -> int:
+def split_code(split: str) -> int:
     if split not in _SPLIT_CODES:
         raise ValueError(f"unknown split {split!r}; expected 'train', 'val' or 'test'")
     return _SPLIT_CODES[split]
 
 
-def _check_seed(seed: object) -> int:
+def check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     return int(seed)
@@ -268,7 +221,7 @@ def make_split(
     progress: bool = False,
 ) -> Iterator[Video]:
     """Videos ``<split>_0000``, ``<split>_0001``, ... generated lazily, seeded by ``video_seed``."""
-    _split_code(split)
+    split_code(split)
     if (
         isinstance(num_videos, bool)
         or not isinstance(num_videos, (int, np.integer))
@@ -303,11 +256,11 @@ class _Plan:
 
 def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "train") -> Scene:
     """Draw a scene (objects, trajectories, camera, background choice) without painting it."""
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     cfg = config if config is not None else WorldConfig()
     if not isinstance(cfg, WorldConfig):
         raise ValueError(f"config must be a WorldConfig, got {type(cfg).__name__}")
-    _split_code(split)
+    split_code(split)
     rng = np.random.default_rng(seed)
     n_frames = cfg.num_frames
     camera = _sample_camera(rng, cfg)
@@ -348,7 +301,7 @@ def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "tra
                 plan.shape,
                 plan.size_word,
                 plan.obj_id,
-                _sample_appearance(rng, plan.colour, cfg.texture),
+                sample_appearance(rng, plan.colour, cfg.texture),
                 centers,
                 plan.angles,
                 plan.radii,
@@ -392,7 +345,7 @@ def _spline(points: np.ndarray, times: np.ndarray, n_frames: int) -> np.ndarray:
     )
 
 
-def _draw_combo(
+def draw_combo(
     rng: np.random.Generator, split: str, held_out_fraction: float, exclude: set
 ) -> tuple[str, str]:
     """A colour-shape pair allowed in ``split``; val/test draw a held-out pair that often."""
@@ -433,11 +386,11 @@ def _sample_targets(rng: np.random.Generator, cfg: WorldConfig, split: str) -> l
     count = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     combos: list[tuple[tuple[str, str], str | None]] = []
     if count >= 2 and rng.random() < cfg.size_pair_prob:
-        combo = _draw_combo(rng, split, cfg.held_out_fraction, set())
+        combo = draw_combo(rng, split, cfg.held_out_fraction, set())
         combos += [(combo, "small"), (combo, "large")]
     while len(combos) < count:
         used = {c for c, _ in combos}
-        combos.append((_draw_combo(rng, split, cfg.held_out_fraction, used), None))
+        combos.append((draw_combo(rng, split, cfg.held_out_fraction, used), None))
     order = rng.permutation(count)  # object ids do not reveal which target is the pair
     return [_new_plan(rng, cfg, combos[k][0], combos[k][1], i + 1) for i, k in enumerate(order)]
 
@@ -671,133 +624,13 @@ def _place_occluder(
     return True
 
 
-def _sample_appearance(rng: np.random.Generator, colour: str, texture: float) -> Appearance:
-    hue = float((COLOURS[colour] + rng.uniform(-HUE_JITTER, HUE_JITTER)) % 360.0)
-    saturation = float(rng.uniform(MIN_SV, 1.0))
-    return Appearance(
-        hue=hue,
-        saturation=saturation,
-        value=float(rng.uniform(MIN_SV, 1.0)),
-        texture=str(rng.choice(TEXTURES)) if texture > 0 else "flat",
-        amplitude=float(rng.uniform(0.5, 1.0) * texture),
-        frequency=float(rng.uniform(1.0, 2.5)),
-        phase=float(rng.uniform(0, 2 * np.pi)),
-        tile=rng.uniform(-1, 1, (8, 8)).astype(np.float32),
-        rgb=hsv_to_rgb([hue / 360.0, saturation, 1.0]).astype(np.float32),
-    )
-
-
-# ----------------------------------------------------------------------------- painting
-
-
-def _projection(x: np.ndarray, y: np.ndarray, angle: float) -> np.ndarray:
-    """Coordinate along direction ``angle`` of the grid x [1, w] by y [h, 1]: [h, w]."""
-    return x * np.float32(np.cos(angle)) + y * np.float32(np.sin(angle))
-
-
-def _inside(shape: str, x: np.ndarray, y: np.ndarray, r: float, theta: float) -> np.ndarray:
-    """bool [h, w]: pixel centres (offsets x [1, w], y [h, 1] from the centre) inside the shape
-    of radius ``r`` turned by ``theta``. Polygons are intersections of half-planes."""
-    if shape == "circle":
-        return x * x + y * y <= r * r
-    if shape == "square":
-        half = SQUARE_HALF_SIDE * r
-        return (np.abs(_projection(x, y, theta)) <= half) & (
-            np.abs(_projection(x, y, theta + np.pi / 2)) <= half
-        )
-    if shape == "triangle":  # edge normals 120 degrees apart, inradius = circumradius / 2
-        limit = TRIANGLE_CIRCUMRADIUS * r / 2
-        inside = _projection(x, y, theta + np.pi / 2) <= limit
-        for k in (1, 2):
-            inside &= _projection(x, y, theta + np.pi / 2 + k * 2 * np.pi / 3) <= limit
-        return inside
-    if shape == "star":
-        # A pentagram's edges lie on five lines, one facing each tip at distance R cos 72deg;
-        # its points cross at most one of them (the one facing their tip).
-        limit = STAR_OUTER_RADIUS * r * np.cos(2 * np.pi / 5)
-        crossed = sum(
-            (_projection(x, y, theta - np.pi / 2 + k * 2 * np.pi / 5) > limit).astype(np.uint8)
-            for k in range(5)
-        )
-        return crossed <= 1
-    if shape == "hexagon":
-        limit = HEXAGON_CIRCUMRADIUS * r * np.cos(np.pi / 6)
-        inside = np.abs(_projection(x, y, theta)) <= limit
-        for k in (1, 2):
-            inside &= np.abs(_projection(x, y, theta + k * np.pi / 3)) <= limit
-        return inside
-    if shape == "cross":
-        u = np.abs(_projection(x, y, theta))
-        v = np.abs(_projection(x, y, theta + np.pi / 2))
-        arm, half = CROSS_ARM * r, CROSS_HALF_WIDTH * r
-        return ((u <= arm) & (v <= half)) | ((u <= half) & (v <= arm))
-    raise ValueError(f"unknown shape {shape!r}")
-
-
-def _rasterise(
-    shape: str, cx: float, cy: float, r: float, theta: float, height: int, width: int
-) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None:
-    """The shape's pixels within its clipped bounding box: (y0, x0, inside, x, y), or None
-    when it is wholly outside the frame. x [1, w] and y [h, 1] are offsets from the centre."""
-    b = r * BOUND[shape]
-    x0, x1 = max(int(np.floor(cx - b)), 0), min(int(np.ceil(cx + b)) + 1, width)
-    y0, y1 = max(int(np.floor(cy - b)), 0), min(int(np.ceil(cy + b)) + 1, height)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    x = (np.arange(x0, x1, dtype=np.float32) + np.float32(0.5 - cx))[None, :]
-    y = (np.arange(y0, y1, dtype=np.float32) + np.float32(0.5 - cy))[:, None]
-    return y0, x0, _inside(shape, x, y, r, theta), x, y
-
-
-def _pixel_values(
-    app: Appearance, x: np.ndarray, y: np.ndarray, r: float, theta: float
-) -> np.ndarray | float:
-    """HSV value per pixel: the object's value modulated by its texture, kept in [0.6, 1]."""
-    if app.texture == "flat" or app.amplitude == 0:
-        return app.value
-    u = _projection(x, y, theta) / np.float32(r)
-    if app.texture == "stripes":
-        pattern = np.sin(np.float32(np.pi * app.frequency) * u + np.float32(app.phase))
-    elif app.texture == "shade":
-        pattern = np.clip(u / np.float32(1.2), -1, 1)
-    else:  # mottled: an 8x8 random tile stretched over the object, turning with it
-        v = _projection(x, y, theta + np.pi / 2) / np.float32(r)
-        i = np.clip(((u + 1.5) * (8 / 3)).astype(np.int64), 0, 7)
-        j = np.clip(((v + 1.5) * (8 / 3)).astype(np.int64), 0, 7)
-        pattern = app.tile[j, i]
-    return np.clip(app.value * (1 + np.float32(app.amplitude) * pattern), MIN_SV, 1.0)
-
-
-def _paint_object(
-    image: np.ndarray,
-    mask: np.ndarray | None,
-    obj_id: int,
-    app: Appearance,
-    hit: tuple[int, int, np.ndarray, np.ndarray, np.ndarray],
-    r: float,
-    theta: float,
-) -> int:
-    """Paint a rasterised object over ``image`` (and ``obj_id`` into ``mask``); its pixel count."""
-    y0, x0, inside, x, y = hit
-    h, w = inside.shape
-    values = _pixel_values(app, x, y, r, theta)
-    if np.ndim(values) == 0:
-        colours = (app.rgb * (255 * values)).astype(np.uint8)
-    else:
-        colours = (values[inside][:, None] * (255 * app.rgb)).astype(np.uint8)
-    image[y0 : y0 + h, x0 : x0 + w][inside] = colours
-    if mask is not None:
-        mask[y0 : y0 + h, x0 : x0 + w][inside] = obj_id
-    return int(np.count_nonzero(inside))
-
-
 def _paint(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """frames uint8 [T, H, W, 3]; visible-pixel masks uint8 [T, H, W] (target ids, 0 elsewhere);
     in-frame silhouette areas int [T, N] of scene.objects, before occlusion."""
     cfg, camera = scene.config, scene.camera
     n, h, w = cfg.num_frames, cfg.height, cfg.width
     rng = np.random.default_rng(scene.background_seed)
-    canvas = _background(
+    canvas = background(
         scene.background, rng, h + camera[:, 1].max(), w + camera[:, 0].max(), cfg.unit
     )
     frames = np.empty((n, h, w, 3), dtype=np.uint8)
@@ -808,9 +641,9 @@ def _paint(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         frames[t] = canvas[oy : oy + h, ox : ox + w]
         for k, obj in enumerate(scene.objects):
             (cx, cy), r, theta = obj.centers[t], obj.radii[t], obj.angles[t]
-            hit = _rasterise(obj.shape, cx, cy, r, theta, h, w)
+            hit = rasterise(obj.shape, cx, cy, r, theta, h, w)
             if hit is not None:  # distractors paint 0: they hide what is under them
-                areas[t, k] = _paint_object(
+                areas[t, k] = paint_object(
                     frames[t], masks[t], obj.obj_id, obj.appearance, hit, r, theta
                 )
     return frames, masks, areas
@@ -832,226 +665,3 @@ def target_visibility(scene: Scene) -> Visibility:
     return Visibility(
         in_frame=areas[:, [ids.index(i) for i in target_ids]], visible=visible[:, target_ids]
     )
-
-
-# ----------------------------------------------------------------------------- backgrounds
-
-
-def _background(
-    kind: str, rng: np.random.Generator, height: int, width: int, unit: float
-) -> np.ndarray:
-    """uint8 [height, width, 3] background of the given kind; its clutter is muted
-    (saturation <= MAX_BACKGROUND_SATURATION) so objects stand out by colour, not by shape."""
-    if kind == "plain":
-        colour = _muted_colours(rng, 1)[0]
-        return np.broadcast_to(colour, (height, width, 3)).copy()
-    if kind == "procedural":
-        return _procedural(rng, height, width, unit)
-    if kind == "photo":
-        return _photo_crop(rng, height, width)
-    raise ValueError(f"unknown background kind {kind!r}; expected plain, procedural or photo")
-
-
-def _muted_colours(rng: np.random.Generator, n: int) -> np.ndarray:
-    """uint8 [n, 3] colours of any hue, low saturation, any brightness."""
-    hsv = np.stack(
-        [rng.random(n), rng.uniform(0, MAX_BACKGROUND_SATURATION, n), rng.uniform(0.15, 0.9, n)], -1
-    )
-    return (hsv_to_rgb(hsv) * 255).astype(np.uint8)
-
-
-def _procedural(rng: np.random.Generator, height: int, width: int, unit: float) -> np.ndarray:
-    """Smooth colour noise, then maybe stripes, blobs and grain."""
-    gh, gw = rng.integers(2, 7, 2)
-    coarse = _muted_colours(rng, gh * gw).reshape(gh, gw, 3)
-    image = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
-    if rng.random() < 0.7:  # blobs: ellipses, boxes and irregular polygons
-        draw = ImageDraw.Draw(image)
-        count = int(rng.integers(4, 16) * height * width / unit**2)
-        for colour in _muted_colours(rng, count):
-            cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-            rx, ry = rng.uniform(0.02, 0.15, 2) * unit
-            fill = tuple(int(c) for c in colour)
-            kind = rng.integers(3)
-            if kind == 0:
-                draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=fill)
-            elif kind == 1:
-                draw.rectangle((cx - rx, cy - ry, cx + rx, cy + ry), fill=fill)
-            else:
-                angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(4, 9))))
-                radius = rng.uniform(0.4, 1.0, len(angles)) * rx
-                draw.polygon(
-                    [
-                        (cx + q * np.cos(a), cy + q * np.sin(a))
-                        for q, a in zip(radius, angles, strict=True)
-                    ],
-                    fill=fill,
-                )
-    pixels = np.asarray(image, dtype=np.float32)
-    if rng.random() < 0.5:  # stripes: a wave along a random direction (separable sin/cos)
-        period = rng.uniform(0.03, 0.2) * unit
-        angle = rng.uniform(0, np.pi)
-        fx, fy = 2 * np.pi * np.cos(angle) / period, 2 * np.pi * np.sin(angle) / period
-        x, y = np.arange(width, dtype=np.float32) * fx, np.arange(height, dtype=np.float32) * fy
-        wave = np.sin(y)[:, None] * np.cos(x)[None, :] + np.cos(y)[:, None] * np.sin(x)[None, :]
-        alpha = rng.uniform(0.2, 0.5) * (0.5 + 0.5 * wave)[..., None]
-        pixels = pixels * (1 - alpha) + _muted_colours(rng, 1)[0].astype(np.float32) * alpha
-    if rng.random() < 0.5:  # grain, in 2x2 blocks
-        grain = rng.integers(-12, 13, ((height + 1) // 2, (width + 1) // 2), dtype=np.int16)
-        pixels = pixels + np.repeat(np.repeat(grain, 2, 0), 2, 1)[:height, :width, None]
-    return np.clip(pixels, 0, 255).astype(np.uint8)
-
-
-@cache
-def _photo_image(name: str) -> Image.Image:
-    """A PHOTO_SOURCES image as an RGB PIL image (loaded once)."""
-    path = cbook.get_sample_data(name, asfileobj=False)
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"matplotlib sample data {name!r} is missing (looked at {path})")
-    if name.endswith(".jpg"):
-        return Image.open(path).convert("RGB")
-    if name == "jacksboro_fault_dem.npz":  # shaded relief, half desaturated
-        elevation = np.load(path)["elevation"].astype(np.float64)
-        shaded = LightSource(azdeg=315, altdeg=45).shade(
-            elevation,
-            cmap=colormaps["gist_earth"],
-            blend_mode="overlay",
-            vert_exag=0.05,
-            dx=10,
-            dy=10,
-        )[..., :3]
-        grey = shaded.mean(axis=-1, keepdims=True)
-        return Image.fromarray((255 * (0.5 * shaded + 0.5 * grey)).astype(np.uint8))
-    if name == "s1045.ima.gz":  # 256x256 16-bit MRI slice
-        with gzip.open(path) as f:
-            scan = np.frombuffer(f.read(), dtype=np.uint16).reshape(256, 256).astype(np.float64)
-        grey = np.clip(scan / np.percentile(scan, 99.5), 0, 1) * 255
-        return Image.fromarray(np.repeat(grey[..., None], 3, -1).astype(np.uint8))
-    raise ValueError(f"{name!r} is not one of PHOTO_SOURCES {PHOTO_SOURCES}")
-
-
-def _photo_crop(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A random crop (40-100 % of the largest one with this aspect) of a random real image,
-    resized to [height, width], maybe mirrored."""
-    source = _photo_image(PHOTO_SOURCES[int(rng.integers(len(PHOTO_SOURCES)))])
-    sw, sh = source.size
-    aspect = width / height
-    crop_h = min(sh, sw / aspect) * rng.uniform(0.4, 1.0)
-    crop_w = crop_h * aspect
-    x0, y0 = rng.uniform(0, sw - crop_w), rng.uniform(0, sh - crop_h)
-    image = source.resize(
-        (width, height), Image.Resampling.BILINEAR, box=(x0, y0, x0 + crop_w, y0 + crop_h)
-    )
-    if rng.random() < 0.5:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(image).copy()
-
-
-# ----------------------------------------------------------------------------- object crops
-
-
-def crop_object(
-    frame: np.ndarray, mask: np.ndarray, pad: float = 0.15, size: int = 64
-) -> np.ndarray:
-    """uint8 [size, size, 3]: a square around the mask's bounding box, ``pad`` of its side added
-    on every side, resized. Where the square leaves the frame, edge pixels are repeated."""
-    frame, mask = np.asarray(frame), np.asarray(mask)
-    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-        raise ValueError(
-            f"crop_object: frame must be uint8 [H,W,3], got {frame.dtype} {frame.shape}"
-        )
-    if mask.shape != frame.shape[:2]:
-        raise ValueError(f"crop_object: mask {mask.shape} does not match frame {frame.shape[:2]}")
-    if not 0 <= pad <= 2:
-        raise ValueError(f"crop_object: pad={pad} is outside [0, 2]")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"crop_object: size must be a positive int, got {size!r}")
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        raise ValueError("crop_object: the mask is empty")
-    side = (max(ys.max() - ys.min(), xs.max() - xs.min()) + 1) * (1 + 2 * pad)
-    side = max(int(round(side)), 1)
-    top = int(round((ys.min() + ys.max() + 1 - side) / 2))
-    left = int(round((xs.min() + xs.max() + 1 - side) / 2))
-    rows = np.clip(np.arange(top, top + side), 0, frame.shape[0] - 1)
-    cols = np.clip(np.arange(left, left + side), 0, frame.shape[1] - 1)
-    square = frame[rows[:, None], cols[None, :]]
-    return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR))
-
-
-#: Object diameter (of its bounding circle) over the crop side, per size word in crops.
-CROP_FILL = {None: (0.45, 0.8), "small": (0.25, 0.4), "large": (0.85, 1.0)}
-
-
-def make_object_crops(
-    split: str, num: int, seed: int = 0, size: int = 64, size_word_prob: float = 0.2
-) -> tuple[np.ndarray, list[str]]:
-    """uint8 [num, size, size, 3] crops of one object each, and their descriptions.
-
-    For training and evaluating a micro CLIP: the same colours, textures, shapes and backgrounds
-    as the videos, random scale, rotation and position, sometimes (1 in 4) partly hidden behind
-    an object differing in both colour and shape (at most half hidden). Size words follow the
-    crop: "small" objects fill 25-40 % of the side, "large" ones 85-100 %, unsized ones 45-80 %
-    (``crop_object``'s default padding gives ~77 %, i.e. unsized). Pairs follow the split's rules
-    (train: no held-out pair; val/test: a third held out); (seed, split) seed a stream of their own.
-    """
-    code = _split_code(split)
-    seed = _check_seed(seed)
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 0:
-        raise ValueError(f"make_object_crops: num must be a non-negative int, got {num!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 16:
-        raise ValueError(f"make_object_crops: size must be an int >= 16, got {size!r}")
-    if not 0 <= size_word_prob <= 1:
-        raise ValueError(f"make_object_crops: size_word_prob={size_word_prob} is outside [0, 1]")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, code, _CROP_STREAM]))
-    crops = np.empty((num, size, size, 3), dtype=np.uint8)
-    texts = []
-    for i in range(num):
-        kind = str(rng.choice(["plain", "procedural", "photo"], p=MIXED_WEIGHTS))
-        crops[i] = _background(kind, rng, size, size, size)
-        colour, shape = _draw_combo(rng, split, 1 / 3, set())
-        word = None
-        if rng.random() < size_word_prob:
-            word = "small" if rng.random() < 0.5 else "large"
-        r = rng.uniform(*CROP_FILL[word]) * size / 2 / BOUND[shape]
-        cx, cy = size / 2 + rng.uniform(-0.1, 0.1, 2) * size
-        theta = rng.uniform(0, 2 * np.pi)
-        hit = _rasterise(shape, cx, cy, r, theta, size, size)
-        _paint_object(crops[i], None, 0, _sample_appearance(rng, colour, 0.15), hit, r, theta)
-        if rng.random() < 0.25:
-            _paint_occluder(rng, crops[i], split, (colour, shape), hit, (cx, cy, r))
-        texts.append(describe(colour, shape, word))
-    return crops, texts
-
-
-def _paint_occluder(
-    rng: np.random.Generator,
-    image: np.ndarray,
-    split: str,
-    combo: tuple[str, str],
-    hit: tuple[int, int, np.ndarray, np.ndarray, np.ndarray],
-    circle: tuple[float, float, float],
-) -> None:
-    """Paint an object of another colour and shape overlapping the crop's object, moved away
-    until at most half of that object is hidden."""
-    size = image.shape[0]
-    pool = [c for c in combos_for_split(split) if c[0] != combo[0] and c[1] != combo[1]]
-    colour, shape = pool[int(rng.integers(len(pool)))]
-    cx, cy, r = circle
-    target = np.zeros((size, size), dtype=bool)
-    y0, x0, inside, _, _ = hit
-    target[y0 : y0 + inside.shape[0], x0 : x0 + inside.shape[1]] = inside
-    r_occ, theta = r * rng.uniform(0.5, 1.0), rng.uniform(0, 2 * np.pi)
-    angle = rng.uniform(0, 2 * np.pi)
-    distance = 0.8 * BOUND[combo[1]] * r + 0.4 * BOUND[shape] * r_occ
-    while True:
-        ox, oy = cx + distance * np.cos(angle), cy + distance * np.sin(angle)
-        occ = _rasterise(shape, ox, oy, r_occ, theta, size, size)
-        if occ is None:
-            return
-        y0, x0, inside, _, _ = occ
-        hidden = target[y0 : y0 + inside.shape[0], x0 : x0 + inside.shape[1]] & inside
-        if np.count_nonzero(hidden) <= 0.5 * np.count_nonzero(target):
-            break
-        distance *= 1.2
-    _paint_object(image, None, 0, _sample_appearance(rng, colour, 0.15), occ, r_occ, theta)
