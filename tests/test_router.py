@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-import fsam2lib.train.train_router as train_router_module
 from fsam2lib.pruning.router import RouterConfig, TokenRouter, load_router, save_router
 from fsam2lib.pruning.scorers import ScoringInputs
 from fsam2lib.train.train_router import (
@@ -54,12 +53,24 @@ def test_switched_off_and_missing_cues_are_zero():
     assert not torch.allclose(off["combined"], router(_inputs())["combined"])
 
 
-def test_text_moves_the_scores():
-    router = _router()
-    a = router(_inputs(seed=0))
-    other = _inputs(seed=0)
-    other.text_embedding = torch.nn.functional.normalize(torch.randn(2, 12), dim=-1)
-    assert not torch.allclose(a["text"], router(other)["text"])
+def test_text_cue_peaks_on_the_token_the_text_matches():
+    """The text cue is the cosine between each projected token and the projected text: with
+    identity projections, a text equal to one token's (normalised) feature scores 1 there and
+    less everywhere else, and another token's text moves the peak to that token."""
+    torch.manual_seed(0)
+    router = TokenRouter(RouterConfig(feat_dim=16, text_dim=16)).eval()
+    with torch.no_grad():
+        for layer in (router.text_proj, router.token_proj):
+            layer.weight.copy_(torch.eye(16).reshape(layer.weight.shape))
+            layer.bias.zero_()
+    inputs = _inputs(mask=False)
+    feats = router.norm(inputs.features).flatten(2)  # [B, C, HW]
+    for token in (5, 42):
+        inputs.text_embedding = torch.nn.functional.normalize(feats[:, :, token], dim=-1)
+        text = router(inputs)["text"].detach()
+        assert torch.allclose(text[:, token], torch.ones(2), atol=1e-5)
+        assert (text.argmax(dim=1) == token).all()
+        assert (text <= 1 + 1e-5).all() and (text >= -1 - 1e-5).all()
 
 
 @pytest.mark.parametrize("text_context", [1, 3])
@@ -180,14 +191,19 @@ def test_text_discrimination_compares_own_and_other_objects():
 
 
 @pytest.mark.parametrize("hard_negatives", [0.0, 1.0])
-def test_hard_negatives_make_the_text_cue_follow_the_description(monkeypatch, hard_negatives):
+def test_hard_negatives_make_the_text_cue_follow_the_description(hard_negatives):
     """Without hard negatives the text cue lights up the wrong object (measured: 0.0 of the
     samples right); with them each text is brighter on its own object (0.92)."""
-    monkeypatch.setattr(train_router_module, "HARD_NEGATIVE_WEIGHT", hard_negatives)
-    monkeypatch.setattr(train_router_module, "TEXT_CONTEXT", 1)  # the signature is per token
     samples = _two_object_samples()
     router, _ = train_router(
-        samples, text_dim=12, minutes=1, max_steps=200, batch_size=16, progress=False
+        samples,
+        text_dim=12,
+        minutes=1,
+        max_steps=200,
+        batch_size=16,
+        progress=False,
+        text_context=1,  # the signature is per token
+        hard_negative_weight=hard_negatives,
     )
     share = text_discrimination(router, samples)
     assert share > 0.8 if hard_negatives else share < 0.5

@@ -140,7 +140,16 @@ def sample_cues(gen: torch.Generator) -> tuple[str, ...]:
             return pick
 
 
-def router_loss(router: TokenRouter, batch: RouterSamples, cues, gen) -> torch.Tensor:
+def router_loss(
+    router: TokenRouter,
+    batch: RouterSamples,
+    cues,
+    gen,
+    hard_negative_weight: float = HARD_NEGATIVE_WEIGHT,
+) -> torch.Tensor:
+    """BCE of the combined score against the relevant tokens, plus (when the text cue is on) a
+    BCE of the raw text cue in which the frame's other objects weigh ``hard_negative_weight``
+    times the positives' weight, so the text cue learns "this object, not those"."""
     inputs = ScoringInputs(
         features=batch.features,
         frame_idx=1,
@@ -154,7 +163,7 @@ def router_loss(router: TokenRouter, batch: RouterSamples, cues, gen) -> torch.T
     loss = F.binary_cross_entropy_with_logits(out["combined"], target, pos_weight=pos_weight)
     if "text" in cues:  # the text cue must single out the described object on its own
         text_logits = TEXT_CUE_SCALE * out["text"]
-        weight = 1 + HARD_NEGATIVE_WEIGHT * (pos_weight - 1) * batch.others.float()
+        weight = 1 + hard_negative_weight * (pos_weight - 1) * batch.others.float()
         aux = F.binary_cross_entropy_with_logits(
             text_logits, target, weight=weight, pos_weight=pos_weight
         )
@@ -250,11 +259,16 @@ def train_router(
     lr: float = 3e-3,
     seed: int = 0,
     progress: bool = True,
+    text_context: int = TEXT_CONTEXT,
+    hard_negative_weight: float = HARD_NEGATIVE_WEIGHT,
 ) -> tuple[TokenRouter, list[float]]:
-    """Fit a fresh router; returns it (eval mode) and the per-step loss curve."""
+    """Fit a fresh router; returns it (eval mode) and the per-step loss curve.
+
+    ``text_context`` and ``hard_negative_weight`` are the text-cue settings the model card's
+    text-discrimination comparison varies (``--text-context``, ``--hard-negative-weight``)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    config = RouterConfig(samples.features.shape[1], text_dim, text_context=TEXT_CONTEXT)
+    config = RouterConfig(samples.features.shape[1], text_dim, text_context=text_context)
     router = TokenRouter(config)
     opt = torch.optim.AdamW(router.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max_steps)
@@ -262,7 +276,9 @@ def train_router(
     bar = tqdm(range(max_steps), desc="train router", disable=not progress)
     for _ in bar:
         idx = torch.randint(len(samples), (batch_size,), generator=gen)
-        loss = router_loss(router, subset(samples, idx), sample_cues(gen), gen)
+        loss = router_loss(
+            router, subset(samples, idx), sample_cues(gen), gen, hard_negative_weight
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -289,6 +305,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("data/router_micro.safetensors"))
+    parser.add_argument(
+        "--text-context",
+        type=int,
+        default=TEXT_CONTEXT,
+        help="odd kernel of the token projection the text cue compares with the text (1: per token)",
+    )
+    parser.add_argument(
+        "--hard-negative-weight",
+        type=float,
+        default=HARD_NEGATIVE_WEIGHT,
+        help="weight of the frame's other objects in the text-cue loss, relative to the positives (0: plain negatives)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     progress = not args.no_progress
@@ -301,7 +329,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     val = build_samples(sam2_model, clip, "val", args.val_videos, seed=args.seed, progress=progress)
     router, losses = train_router(
-        train, clip.embed_dim, args.minutes, args.steps, seed=args.seed, progress=progress
+        train,
+        clip.embed_dim,
+        args.minutes,
+        args.steps,
+        seed=args.seed,
+        progress=progress,
+        text_context=args.text_context,
+        hard_negative_weight=args.hard_negative_weight,
     )
     table = token_recall_table(router, val)
     discrimination = text_discrimination(router, val)
@@ -311,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         "clip": args.clip,
         "train_samples": str(len(train)),
         "steps": str(len(losses)),
+        "hard_negative_weight": str(args.hard_negative_weight),
         "wall_seconds": f"{wall:.0f}",
         "val_token_recall": json.dumps(table),
         "val_text_discrimination": f"{discrimination:.3f}",
