@@ -3,6 +3,7 @@ and per memory frame, prompts kept, min_tokens, config swaps, text API, fills.""
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -11,12 +12,14 @@ import torch
 from PIL import Image
 from sam2.build_sam import build_sam2_video_predictor
 from sam2.sam2_video_predictor import SAM2VideoPredictor
+from sam2.utils.misc import load_video_frames
 
 from fsam2lib.models.sam2 import load_sam2
-from fsam2lib.predictor.predictor import PrunedSAM2VideoPredictor
+from fsam2lib.predictor import PrunedSAM2VideoPredictor
 from fsam2lib.pruning.config import PruningConfig
 from fsam2lib.pruning.scorers import ScoringInputs
 from fsam2lib.pruning.selection import grid_order, num_kept
+from fsam2lib.videos.frames import IMG_MEAN, IMG_STD
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step")
@@ -145,24 +148,24 @@ def test_pruned_tracking_selects_per_frame_and_per_memory_frame(predictor, video
     assert masks.shape == (FRAMES, 1, 1, VIDEO_H, VIDEO_W) and torch.isfinite(masks).all()
 
     first = predictor.token_scores(state, 0, 1)
-    assert first["prompted"] and not first["memory_attention_ran"]  # SAM2 skips memory there
-    assert neighbourhood(10, 7) <= set(first["stored_memory_idx"][0].tolist())
+    assert first.prompted and not first.memory_attention_ran  # SAM2 skips memory there
+    assert neighbourhood(10, 7) <= set(first.stored_memory_idx[0].tolist())
     for t in range(1, FRAMES):
         rec = predictor.token_scores(state, t, 1)
         assert (
-            rec["grid"] == (16, 16)
-            and rec["strategy"] == "grid"
-            and rec["combined"].shape == (1, 256)
+            rec.grid == (16, 16)
+            and rec.strategy == "grid"
+            and rec.maps["combined"].shape == (1, 256)
         )
-        assert rec["memory_attention_ran"]
-        assert rec["kept_query_idx"].shape == (1, num_kept(256, 0.25, 4))
-        assert rec["stored_memory_idx"].shape == (1, num_kept(256, 0.5, 4))
-        assert list(rec["kept_memory_idx"]) == [0] + list(range(max(1, t - 6), t))
-        for m, idx in rec["kept_memory_idx"].items():  # each memory frame with its own indices
-            assert torch.equal(idx, predictor.token_scores(state, m, 1)["stored_memory_idx"])
+        assert rec.memory_attention_ran
+        assert rec.kept_query_idx.shape == (1, num_kept(256, 0.25, 4))
+        assert rec.stored_memory_idx.shape == (1, num_kept(256, 0.5, 4))
+        assert list(rec.kept_memory_idx) == [0] + list(range(max(1, t - 6), t))
+        for m, idx in rec.kept_memory_idx.items():  # each memory frame with its own indices
+            assert torch.equal(idx, predictor.token_scores(state, m, 1).stored_memory_idx)
     assert not torch.equal(  # the cond frame's memory differs from a plain grid frame's
-        predictor.token_scores(state, 0, 1)["stored_memory_idx"],
-        predictor.token_scores(state, 1, 1)["stored_memory_idx"],
+        predictor.token_scores(state, 0, 1).stored_memory_idx,
+        predictor.token_scores(state, 1, 1).stored_memory_idx,
     )
 
 
@@ -173,14 +176,14 @@ def test_prompts_are_kept_on_prompted_frames(predictor, video_dir):
     state = predictor.init_state(video_dir)
     predictor.add_new_points_or_box(state, 0, 1, box=[8.0, 6.0, 30.0, 27.0])
     corners = neighbourhood(2, 2) | neighbourhood(7, 9)  # box corners (32, 32), (120, 144) px
-    assert corners <= set(predictor.token_scores(state, 0, 1)["stored_memory_idx"][0].tolist())
+    assert corners <= set(predictor.token_scores(state, 0, 1).stored_memory_idx[0].tolist())
     propagate(predictor, state)
     # a correction click on a tracked frame: memory attention runs there with the click kept
     predictor.add_new_points_or_box(state, 2, 1, points=CLICK, labels=[1])
     rec = predictor.token_scores(state, 2, 1)
-    assert rec["prompted"] and rec["memory_attention_ran"]
-    assert neighbourhood(10, 7) <= set(rec["kept_query_idx"][0].tolist())
-    assert rec["kept_query_idx"].shape[1] == 13  # ceil(0.05 * 256), the 9 click tokens inside
+    assert rec.prompted and rec.memory_attention_ran
+    assert neighbourhood(10, 7) <= set(rec.kept_query_idx[0].tolist())
+    assert rec.kept_query_idx.shape[1] == 13  # ceil(0.05 * 256), the 9 click tokens inside
 
 
 def test_context_share_keeps_a_lattice_in_queries_and_memory(predictor, video_dir):
@@ -193,8 +196,8 @@ def test_context_share_keeps_a_lattice_in_queries_and_memory(predictor, video_di
     order = grid_order((16, 16))
     for t in range(1, FRAMES):
         rec = predictor.token_scores(state, t, 1)
-        queries = set(rec["kept_query_idx"][0].tolist())
-        memory = set(rec["stored_memory_idx"][0].tolist())
+        queries = set(rec.kept_query_idx[0].tolist())
+        memory = set(rec.stored_memory_idx[0].tolist())
         assert len(queries) == 64 and len(memory) == 32  # the budget is unchanged
         assert set(torch.topk(order, 16).indices.tolist()) <= queries  # 0.25 of 64
         assert set(torch.topk(order, 8).indices.tolist()) <= memory  # 0.25 of 32
@@ -208,7 +211,7 @@ def test_min_tokens_when_the_object_is_absent(predictor, video_dir):
     assert torch.isfinite(masks).all()
     for t in range(FRAMES):
         rec = predictor.token_scores(state, t, 1)
-        assert rec["kept_query_idx"].shape == (1, 8) and rec["stored_memory_idx"].shape == (1, 8)
+        assert rec.kept_query_idx.shape == (1, 8) and rec.stored_memory_idx.shape == (1, 8)
 
 
 def test_swapping_config_between_runs_equals_fresh_runs(predictor, video_dir):
@@ -226,8 +229,8 @@ def test_swapping_config_between_runs_equals_fresh_runs(predictor, video_dir):
     state, masks_a = fresh(config_a)
     predictor.pruning = config_b  # same state, prompts kept: the cond frame is re-scored
     masks_b = propagate(predictor, state)
-    assert predictor.token_scores(state, 0, 1)["strategy"] == "mask_prior"
-    assert predictor.token_scores(state, 0, 1)["stored_memory_idx"].shape == (
+    assert predictor.token_scores(state, 0, 1).strategy == "mask_prior"
+    assert predictor.token_scores(state, 0, 1).stored_memory_idx.shape == (
         1,
         num_kept(256, 0.2, 16),
     )
@@ -311,7 +314,7 @@ def test_router_strategies_and_object_text(predictor, video_dir):
     torch.testing.assert_close(seen.text_embedding.norm(dim=-1), torch.ones(1))
     torch.testing.assert_close(seen.prompt_points, torch.tensor([[[10.0, 7.0]]]))
     rec = predictor.token_scores(state, 0, 1)
-    assert {"visual", "text", "combined"} <= set(rec) and rec["description"] == "red square"
+    assert {"visual", "text", "combined"} <= set(rec.maps) and rec.description == "red square"
 
     predictor.add_new_mask(state, 0, 2, square_mask())  # no text, no describe_object
     assert predictor.get_object_text(state, 2) is None
@@ -325,9 +328,10 @@ def test_router_strategies_and_object_text(predictor, video_dir):
     propagate(predictor, state)
     assert router.calls[-1].cues == ("text",) and router.calls[-1].prev_mask_logits is not None
     # prompted frames are re-scored with the texts set after their prompts
-    assert predictor.token_scores(state, 0, 2)["description"] == "small red square"
-    assert predictor.token_scores(state, 0, 4)["description"] == "tiny red square"
-    assert set(predictor.token_scores(state, 3, 1)) >= {"text", "combined", "description"}
+    assert predictor.token_scores(state, 0, 2).description == "small red square"
+    assert predictor.token_scores(state, 0, 4).description == "tiny red square"
+    rec = predictor.token_scores(state, 3, 1)
+    assert set(rec.maps) >= {"text", "combined"} and rec.description == "red square"
 
 
 def test_text_api_errors_and_auto_description(predictor, video_dir):
@@ -357,6 +361,13 @@ def test_text_api_errors_and_auto_description(predictor, video_dir):
     assert len(seen) == 1
     with pytest.raises(TypeError, match="callable"):
         predictor.describe_object = "red"
+
+
+def test_describe_object_sees_frames_denormalised_as_sam2_normalised_them():
+    """The one definition of the frame normalisation must stay sam2's loader defaults."""
+    defaults = inspect.signature(load_video_frames).parameters
+    assert IMG_MEAN == defaults["img_mean"].default
+    assert IMG_STD == defaults["img_std"].default
 
 
 def test_token_scores_errors_and_router_is_not_a_submodule(predictor, video_dir):

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from fsam2lib.predictor import TokenScores  # noqa: E402
 from fsam2lib.text import vocab  # noqa: E402
 from fsam2lib.videos.video import Video  # noqa: E402
 from fsam2lib.videos.world import WorldConfig  # noqa: E402
@@ -51,18 +52,17 @@ class FakePredictor:
         text = torch.zeros(1, 16)
         text[0, 5] = 1.0
         combined = torch.arange(16, dtype=torch.float32)[None] + frame_idx
-        return {
-            "combined": combined,
-            "text": text,
-            "kept_query_idx": torch.tensor([[5, 6]]),
-            "kept_memory_idx": {},
-            "stored_memory_idx": torch.tensor([[5]]),
-            "memory_attention_ran": frame_idx > 0,
-            "grid": GRID,
-            "strategy": "router",
-            "prompted": frame_idx == 0,
-            "description": "red circle",
-        }
+        return TokenScores(
+            maps={"combined": combined, "text": text},
+            kept_query_idx=torch.tensor([[5, 6]]),
+            kept_memory_idx={},
+            stored_memory_idx=torch.tensor([[5]]),
+            memory_attention_ran=frame_idx > 0,
+            grid=GRID,
+            strategy="router",
+            prompted=frame_idx == 0,
+            description="red circle",
+        )
 
 
 # ----------------------------------------------------------------------------- token maps

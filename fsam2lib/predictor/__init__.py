@@ -1,5 +1,22 @@
-"""The pruned SAM2 video predictor and how to build one."""
+"""The pruned SAM2 video predictor and how to build one.
 
-from fsam2lib.predictor.predictor import PrunedSAM2VideoPredictor, build_predictor
+``predictor`` is the class: SAM2's ``SAM2VideoPredictor`` with its stock API and a few of
+its internal steps overridden (its docstring explains how the plug-in works).
+``frame_pruning`` makes one frame's pruning decisions, ``memory_reads`` observes which
+stored frames SAM2 reads as memory, ``records`` is what is kept per object in the inference
+state (and ``TokenScores``, what ``token_scores`` shows of it), ``object_text`` is the
+text per object, and ``build`` makes a ready predictor.
+"""
 
-__all__ = ["PrunedSAM2VideoPredictor", "build_predictor"]
+from fsam2lib.predictor.build import build_predictor
+from fsam2lib.predictor.object_text import clip_describer, clip_text_encoder
+from fsam2lib.predictor.predictor import PrunedSAM2VideoPredictor
+from fsam2lib.predictor.records import TokenScores
+
+__all__ = [
+    "PrunedSAM2VideoPredictor",
+    "TokenScores",
+    "build_predictor",
+    "clip_describer",
+    "clip_text_encoder",
+]

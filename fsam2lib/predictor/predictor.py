@@ -6,30 +6,35 @@ How it plugs into sam2 1.1.0 without editing or copying it:
 * **Scoring** happens in ``_run_single_frame_inference`` -- the one place every frame SAM2
   processes for one object passes through (prompted frames and tracked frames alike, each
   object with batch size 1). Before SAM2 runs, the frame's stride-16 tokens are scored with
-  the configured strategy (:class:`fsam2lib.pruning.ScoringInputs`) and the query tokens
-  are selected; after it, the frame's own memory tokens are selected (top
+  the configured strategy (:class:`~fsam2lib.pruning.scorers.ScoringInputs`) and the query
+  tokens are selected; after it, the frame's own memory tokens are selected (top
   ``memory_keep_ratio`` of its scores; on prompted frames the object's tokens -- its
   output mask dilated by ``prompt_radius`` -- rank first, and the clicks' / box corners'
-  neighbourhoods are always kept, on queries and memory alike).
+  neighbourhoods are always kept, on queries and memory alike). Both decisions are plain
+  functions of :mod:`~fsam2lib.predictor.frame_pruning`.
 * **Memory frames are identified by observation, not by re-deriving SAM2's selection.**
-  The output dict SAM2 stores per frame is returned as a :class:`TrackedOutput` (a ``dict``
-  that knows its frame and kept memory indices). SAM2 keeps that very object: it moves it
+  The output dict SAM2 stores per frame is returned as a
+  :class:`~fsam2lib.predictor.memory_reads.TrackedOutput` (a ``dict`` that knows its frame
+  and kept memory indices). SAM2 keeps that very object: it moves it
   from ``temp_output_dict_per_obj`` to ``output_dict_per_obj`` in
   ``propagate_in_video_preflight`` (adding its memory with ``out["maskmem_features"] = ...``)
   and between cond/non-cond dicts when prompts are cleared. In
   ``_prepare_memory_conditioned_features`` SAM2 subscripts ``prev["maskmem_features"]``
   exactly once per memory frame, in concatenation order, each giving ``H*W`` tokens, with
-  the object-pointer tokens appended last. While a recording context is active those reads
-  are logged, so memory attention knows which frame each ``H*W`` chunk came from; it checks
-  that ``chunks * H*W + pointer tokens`` equals the memory length and fails loudly if not.
-* **Memory attention** (:class:`fsam2lib.pruning.PrunedMemoryAttention`, installed in place
-  on ``self.memory_attention``) receives a :class:`~fsam2lib.pruning.PruningPlan` for the
-  duration of that call, attends over kept tokens with RoPE at their true grid positions
-  and scatters back onto the configured fill.
+  the object-pointer tokens appended last. While ``record_memory_reads`` is active those
+  reads are logged, so memory attention knows which frame each ``H*W`` chunk came from; it
+  checks that ``chunks * H*W + pointer tokens`` equals the memory length and fails loudly
+  if not.
+* **Memory attention** (:class:`~fsam2lib.pruning.attention.PrunedMemoryAttention`,
+  installed in place on ``self.memory_attention``) receives a
+  :class:`~fsam2lib.pruning.attention.PruningPlan` for the duration of that call, attends
+  over kept tokens with RoPE at their true grid positions and scatters back onto the
+  configured fill.
 
-Inference-state additions (``state["fsam2"]``), keyed by client object id (stable under
-``remove_object``): ``"text"`` (description, embedding, source) and ``"records"`` (per
-frame: scores per cue, combined, kept query / memory indices, the config used). Each
+Inference-state additions (``state["fsam2"]``, see :mod:`~fsam2lib.predictor.records`),
+keyed by client object id (stable under ``remove_object``): ``"text"`` (description,
+embedding, source) and ``"records"`` (per frame: scores per cue, combined, kept query /
+memory indices, the config used; ``token_scores`` shows one as ``TokenScores``). Each
 frame's ``TrackedOutput`` carries its kept memory indices and, for ``fill="previous"``, its
 memory-conditioned features (kept on prompted frames and on the latest tracked frame only).
 
@@ -41,112 +46,27 @@ config, router or text are re-scored at the start of ``propagate_in_video``, so
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from sam2.sam2_video_predictor import SAM2VideoPredictor
-from sam2.utils.misc import load_video_frames
 from torch import Tensor
 
+from fsam2lib.predictor.frame_pruning import prompt_points, score_frame, select_memory
+from fsam2lib.predictor.memory_reads import TrackedOutput, record_memory_reads
+from fsam2lib.predictor.object_text import describer_inputs, encode_text
+from fsam2lib.predictor.records import (
+    SIDE_KEY,
+    FrameRecord,
+    TokenScores,
+    new_side_entry,
+    side_entry,
+)
 from fsam2lib.pruning.attention import PrunedMemoryAttention, PruningPlan
 from fsam2lib.pruning.config import ROUTER_STRATEGIES, PruningConfig
-from fsam2lib.pruning.scorers import ScoringInputs, TokenScorer, check_scores, make_scorer
-from fsam2lib.pruning.selection import (
-    forced_tokens,
-    mask_tokens,
-    num_kept,
-    prioritise,
-    prompt_neighbourhood,
-    select_tokens,
-)
-
-SIDE_KEY = "fsam2"
-# token_scores() keys that are not scores; a scorer may not use them as cue names.
-RECORD_KEYS = (
-    "kept_query_idx",
-    "kept_memory_idx",
-    "stored_memory_idx",
-    "memory_attention_ran",
-    "grid",
-    "strategy",
-    "prompted",
-    "description",
-)
-# init_state normalises frames with load_video_frames' defaults; undone for describe_object.
-_LOADER_DEFAULTS = inspect.signature(load_video_frames).parameters
-_IMG_MEAN = torch.tensor(_LOADER_DEFAULTS["img_mean"].default)[:, None, None]
-_IMG_STD = torch.tensor(_LOADER_DEFAULTS["img_std"].default)[:, None, None]
-
-_ACTIVE_READS: ContextVar[list | None] = ContextVar("fsam2_memory_reads", default=None)
-
-
-class TrackedOutput(dict):
-    """A frame's stored SAM2 output that knows its frame and its kept memory tokens.
-
-    Behaves as the plain dict SAM2 builds; in addition, reading ``"maskmem_features"``
-    while :func:`record_memory_reads` is active appends this output to the active list.
-    """
-
-    def __init__(
-        self, data: dict, frame_idx: int, is_init_cond_frame: bool, reverse: bool, prompted: bool
-    ) -> None:
-        super().__init__(data)
-        self.frame_idx = frame_idx
-        self.is_init_cond_frame = is_init_cond_frame
-        self.reverse = reverse
-        self.prompted = prompted
-        self.memory_keep_idx: Tensor | None = None  # [B, K] grid indices; None = all tokens
-        self.conditioned: Tensor | None = None  # [B, C, H, W] memory-conditioned features
-
-    def __getitem__(self, key: str) -> object:
-        if key == "maskmem_features":
-            reads = _ACTIVE_READS.get()
-            if reads is not None:
-                reads.append(self)
-        return super().__getitem__(key)
-
-
-@contextmanager
-def record_memory_reads() -> Iterator[list[TrackedOutput]]:
-    """Collect, in order, the ``TrackedOutput``s whose memory features are read in the block."""
-    reads: list[TrackedOutput] = []
-    token = _ACTIVE_READS.set(reads)
-    try:
-        yield reads
-    finally:
-        _ACTIVE_READS.reset(token)
-
-
-@dataclass
-class ObjectText:
-    """An object's description and its L2-normalised text embedding ``[1, D]``."""
-
-    text: str
-    embedding: Tensor
-    source: str  # "user" or "auto" (from describe_object)
-
-
-@dataclass
-class FrameRecord:
-    """What pruning decided on one frame for one object (see ``token_scores``)."""
-
-    frame_idx: int
-    grid: tuple[int, int]
-    config: PruningConfig
-    fingerprint: tuple
-    text: str | None
-    scores: dict[str, Tensor]
-    query_idx: Tensor  # [B, Kq] selected query tokens
-    must_keep: Tensor | None  # [B, H*W] prompt neighbourhoods
-    prompted: bool
-    memory_keep_idx: Tensor | None = None  # [B, Km] this frame's tokens kept as memory
-    memory_attention_ran: bool = False
-    attended_memory: dict[int, Tensor] = field(default_factory=dict)
+from fsam2lib.pruning.scorers import ScoringInputs, make_scorer
 
 
 @dataclass
@@ -169,16 +89,6 @@ def _neighbour_output(output_dict: dict, frame_idx: int, reverse: bool) -> dict 
     return output_dict["non_cond_frame_outputs"].get(t) if out is None else out
 
 
-def _new_side() -> dict:
-    return {"text": {}, "records": {}}
-
-
-def _side(state: dict) -> dict:
-    if SIDE_KEY not in state:
-        state[SIDE_KEY] = _new_side()
-    return state[SIDE_KEY]
-
-
 class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
     """SAM2's video predictor with token pruning (see the module docstring for the design).
 
@@ -188,8 +98,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
     yourself):
 
     pruning: :class:`~fsam2lib.pruning.PruningConfig`.
-    router: the learned :class:`~fsam2lib.pruning.TokenScorer` for strategies "router" and
-        "text_only" (``ScoringInputs.cues`` says which cues to use).
+    router: the learned :class:`~fsam2lib.pruning.scorers.TokenScorer` for strategies
+        "router" and "text_only" (``ScoringInputs.cues`` says which cues to use).
     text_encoder: ``Callable[[list[str]], Tensor [N, D]]`` (e.g. from ``load_clip``); needed
         as soon as an object gets text.
     describe_object: ``Callable[[Tensor, Tensor], str | None]`` called with the prompted frame
@@ -239,7 +149,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             offload_state_to_cpu=offload_state_to_cpu,
             async_loading_frames=async_loading_frames,
         )
-        state[SIDE_KEY] = _new_side()
+        state[SIDE_KEY] = new_side_entry()
         return state
 
     @torch.inference_mode()
@@ -291,7 +201,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
     def reset_state(self, inference_state):
         """Stock ``reset_state``; also forgets texts and token records."""
         super().reset_state(inference_state)
-        inference_state[SIDE_KEY] = _new_side()
+        inference_state[SIDE_KEY] = new_side_entry()
 
     @torch.inference_mode()
     def remove_object(self, inference_state, obj_id, strict=False, need_output=True):
@@ -300,118 +210,37 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             inference_state, obj_id, strict=strict, need_output=need_output
         )
         if obj_id not in inference_state["obj_id_to_idx"]:
-            for part in _side(inference_state).values():
+            for part in side_entry(inference_state).values():
                 part.pop(obj_id, None)
         return result
 
-    # ------------------------------------------------------------------ text per object
+    # ------------------------------------------------------------------ text and token scores
 
     @torch.inference_mode()
     def set_object_text(self, inference_state: dict, obj_id: object, text: str) -> None:
         """Set (or replace) the description of a known object; encoded with ``text_encoder``."""
         self._check_obj(inference_state, obj_id)
-        _side(inference_state)["text"][obj_id] = self._encode_text(text, "user")
+        side_entry(inference_state)["text"][obj_id] = encode_text(
+            self.text_encoder, text, "user", self.device
+        )
 
     def get_object_text(self, inference_state: dict, obj_id: object) -> str | None:
         """The object's description, or None if it has none."""
         self._check_obj(inference_state, obj_id)
-        entry = _side(inference_state)["text"].get(obj_id)
+        entry = side_entry(inference_state)["text"].get(obj_id)
         return None if entry is None else entry.text
 
-    def token_scores(self, inference_state: dict, frame_idx: int, obj_id: object) -> dict:
-        """Scores and selections of one processed frame for one object.
-
-        Keys: ``"combined"`` and one per cue (``[B, H*W]``, row-major ``y*W + x``);
-        ``"kept_query_idx"`` ``[B, Kq]`` (query tokens selected; used iff
-        ``"memory_attention_ran"``); ``"kept_memory_idx"`` {memory frame index: ``[B, K]``
-        tokens of that frame attended here}; ``"stored_memory_idx"`` ``[B, Km]`` (this
-        frame's tokens kept as memory for later frames); ``"grid"`` ``(H, W)``;
-        ``"strategy"``; ``"prompted"``; ``"description"`` (the object text used, or None).
-        """
+    def token_scores(self, inference_state: dict, frame_idx: int, obj_id: object) -> TokenScores:
+        """Scores and selections of one processed frame for one object (see
+        :class:`~fsam2lib.predictor.records.TokenScores`)."""
         self._check_obj(inference_state, obj_id)
-        record = _side(inference_state)["records"].get(obj_id, {}).get(frame_idx)
+        record = side_entry(inference_state)["records"].get(obj_id, {}).get(frame_idx)
         if record is None:
             raise KeyError(
                 f"no token scores for object {obj_id!r} on frame {frame_idx}: the frame has not "
                 "been processed with a pruning strategy (strategy 'none' records nothing)"
             )
-        out = dict(record.scores)
-        out.update(
-            kept_query_idx=record.query_idx,
-            kept_memory_idx=dict(record.attended_memory),
-            stored_memory_idx=record.memory_keep_idx,
-            memory_attention_ran=record.memory_attention_ran,
-            grid=record.grid,
-            strategy=record.config.strategy,
-            prompted=record.prompted,
-            description=record.text,
-        )
-        return out
-
-    def _check_obj(self, state: dict, obj_id: object) -> None:
-        if obj_id not in state["obj_id_to_idx"]:
-            raise KeyError(
-                f"unknown object id {obj_id!r}; known ids: {list(state['obj_id_to_idx'])}. "
-                "Add a prompt for it first (add_new_points_or_box / add_new_mask)."
-            )
-
-    def _encode_text(self, text: object, source: str) -> ObjectText:
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"object text must be a non-empty string, got {text!r}")
-        if self.text_encoder is None:
-            raise RuntimeError(
-                "an object text was given but no text encoder is set: assign "
-                "`predictor.text_encoder` (Callable[[list[str]], Tensor [N, D]], e.g. from "
-                "fsam2lib.models.clip.load_clip)"
-            )
-        text = text.strip()
-        emb = self.text_encoder([text])
-        if not isinstance(emb, Tensor) or emb.dim() != 2 or emb.shape[0] != 1:
-            shape = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
-            raise ValueError(f"text_encoder must return a [1, D] tensor for one text, got {shape}")
-        emb = F.normalize(emb.detach().float(), dim=-1).to(self.device)
-        return ObjectText(text, emb, source)
-
-    @contextmanager
-    def _prompt_text(self, state: dict, obj_id: object, text: str | None) -> Iterator[None]:
-        """Set the object's text for the prompt that follows; undo it if the prompt fails."""
-        if text is None:
-            yield
-            return
-        texts = _side(state)["text"]
-        previous = texts.get(obj_id)
-        texts[obj_id] = self._encode_text(text, "user")
-        try:
-            yield
-        except BaseException:
-            if previous is None:
-                texts.pop(obj_id, None)
-            else:
-                texts[obj_id] = previous
-            raise
-
-    def _describe_if_needed(self, state: dict, frame_idx: int, obj_id: object) -> None:
-        if self.describe_object is None or _side(state)["text"].get(obj_id) is not None:
-            return
-        obj_idx = state["obj_id_to_idx"][obj_id]
-        temp = state["temp_output_dict_per_obj"][obj_idx]
-        out = temp["cond_frame_outputs"].get(frame_idx)
-        if out is None:
-            out = temp["non_cond_frame_outputs"][frame_idx]
-        size = (self.image_size, self.image_size)
-        frame = state["images"][frame_idx].to(self.device).float()
-        rgb = (frame * _IMG_STD.to(frame.device) + _IMG_MEAN.to(frame.device)).clamp(0.0, 1.0)
-        logits = F.interpolate(
-            out["pred_masks"].to(self.device), size=size, mode="bilinear", align_corners=False
-        )
-        text = self.describe_object(rgb, logits[0, 0] > 0)
-        if text is None:
-            return
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(
-                f"describe_object must return a non-empty string or None, got {text!r}"
-            )
-        _side(state)["text"][obj_id] = self._encode_text(text, "auto")
+        return TokenScores.of(record)
 
     # ------------------------------------------------------------------ hooks into SAM2
 
@@ -468,7 +297,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         previous = _neighbour_output(output_dict, frame_idx, reverse)
         if isinstance(previous, TrackedOutput) and not previous.prompted:
             previous.conditioned = None  # only the latest tracked frame's is needed
-        records = _side(inference_state)["records"].setdefault(obj_id, {})
+        records = side_entry(inference_state)["records"].setdefault(obj_id, {})
         if record is None:
             records.pop(frame_idx, None)
         else:
@@ -520,7 +349,14 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             call.conditioned = pix
         return pix
 
-    # ------------------------------------------------------------------ pruning internals
+    # ------------------------------------------------------------------ helpers of the above
+
+    def _check_obj(self, state: dict, obj_id: object) -> None:
+        if obj_id not in state["obj_id_to_idx"]:
+            raise KeyError(
+                f"unknown object id {obj_id!r}; known ids: {list(state['obj_id_to_idx'])}. "
+                "Add a prompt for it first (add_new_points_or_box / add_new_mask)."
+            )
 
     def _obj_id_of(self, state: dict, output_dict: dict) -> object:
         for obj_idx, obj_output_dict in state["output_dict_per_obj"].items():
@@ -530,6 +366,48 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             "output_dict is not one of this inference state's per-object output dicts"
         )
 
+    @contextmanager
+    def _prompt_text(self, state: dict, obj_id: object, text: str | None) -> Iterator[None]:
+        """Set the object's text for the prompt that follows; undo it if the prompt fails."""
+        if text is None:
+            yield
+            return
+        texts = side_entry(state)["text"]
+        previous = texts.get(obj_id)
+        texts[obj_id] = encode_text(self.text_encoder, text, "user", self.device)
+        try:
+            yield
+        except BaseException:
+            if previous is None:
+                texts.pop(obj_id, None)
+            else:
+                texts[obj_id] = previous
+            raise
+
+    def _describe_if_needed(self, state: dict, frame_idx: int, obj_id: object) -> None:
+        """Ask ``describe_object`` for the text of an object just prompted without one."""
+        texts = side_entry(state)["text"]
+        if self.describe_object is None or texts.get(obj_id) is not None:
+            return
+        temp = state["temp_output_dict_per_obj"][state["obj_id_to_idx"][obj_id]]
+        out = temp["cond_frame_outputs"].get(frame_idx)
+        if out is None:
+            out = temp["non_cond_frame_outputs"][frame_idx]
+        text = self.describe_object(
+            *describer_inputs(
+                state["images"][frame_idx].to(self.device),
+                out["pred_masks"].to(self.device),
+                self.image_size,
+            )
+        )
+        if text is None:
+            return
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"describe_object must return a non-empty string or None, got {text!r}"
+            )
+        texts[obj_id] = encode_text(self.text_encoder, text, "auto", self.device)
+
     def _awaits_description(self, state: dict, obj_id: object) -> bool:
         """Under "text_only", an object prompted without text while ``describe_object`` is
         set gets its text only after the prompt's mask exists; its prompted frame is then
@@ -537,7 +415,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         return (
             self.pruning.strategy == "text_only"
             and self.describe_object is not None
-            and _side(state)["text"].get(obj_id) is None
+            and side_entry(state)["text"].get(obj_id) is None
         )
 
     def _fingerprint(self, state: dict, obj_id: object) -> tuple:
@@ -545,7 +423,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         strategies the router and the object's text."""
         if self.pruning.strategy not in ROUTER_STRATEGIES:
             return (self.pruning, None, None)
-        entry = _side(state)["text"].get(obj_id)
+        entry = side_entry(state)["text"].get(obj_id)
         return (self.pruning, self.router, None if entry is None else entry.text)
 
     def _score_frame(
@@ -560,85 +438,41 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         mask_inputs: Tensor | None,
         reverse: bool,
     ) -> FrameRecord:
-        cfg = self.pruning
+        """Gather what the scorer sees of this frame for this object, and score it."""
         _, _, vision_feats, _, feat_sizes = self._get_image_feature(state, frame_idx, batch_size)
         h, w = feat_sizes[-1]
         tokens = vision_feats[-1]  # [H*W, B, C]
         b = tokens.shape[1]
-        entry = _side(state)["text"].get(obj_id)
-        if cfg.strategy == "text_only" and entry is None:
+        entry = side_entry(state)["text"].get(obj_id)
+        if self.pruning.strategy == "text_only" and entry is None:
             raise RuntimeError(
                 f"strategy 'text_only' needs a description of object {obj_id!r}: pass text=... "
                 "with the prompt, call set_object_text, or set predictor.describe_object"
             )
-        points = self._prompt_points(point_inputs, (h, w))
+        previous = (
+            None if is_init_cond_frame else _neighbour_output(output_dict, frame_idx, reverse)
+        )
         inputs = ScoringInputs(
             features=tokens.permute(1, 2, 0).reshape(b, -1, h, w),
             frame_idx=frame_idx,
-            prev_mask_logits=None
-            if is_init_cond_frame
-            else self._neighbour_mask(output_dict, frame_idx, reverse),
+            prev_mask_logits=None if previous is None else previous["pred_masks"].to(self.device),
             text_embedding=None if entry is None else entry.embedding.expand(b, -1),
-            prompt_points=points,
-            cues=cfg.cues,
+            prompt_points=prompt_points(point_inputs, (h, w), self.image_size),
+            cues=self.pruning.cues,
         )
-        scorer: TokenScorer = make_scorer(cfg, self.router)
-        scores = check_scores(
-            scorer(inputs), b, h * w, f"token scorer of strategy {cfg.strategy!r}"
-        )
-        clash = sorted(set(scores) & set(RECORD_KEYS))
-        if clash:
-            raise ValueError(f"token scorer returned reserved entry names {clash}")
-        must_keep = (
-            None if points is None else prompt_neighbourhood(points, (h, w), cfg.prompt_radius)
-        )
-        keep = num_kept(h * w, cfg.keep_ratio, cfg.min_tokens)
-        return FrameRecord(
-            frame_idx=frame_idx,
-            grid=(h, w),
-            config=cfg,
-            fingerprint=self._fingerprint(state, obj_id),
+        return score_frame(
+            inputs,
+            self.pruning,
+            self.router,
             text=None if entry is None else entry.text,
-            scores=scores,
-            query_idx=select_tokens(
-                scores["combined"],
-                keep,
-                forced_tokens(must_keep, (h, w), keep, cfg.context, b, tokens.device),
-            ),
-            must_keep=must_keep,
+            fingerprint=self._fingerprint(state, obj_id),
             prompted=point_inputs is not None or mask_inputs is not None,
         )
 
-    def _prompt_points(self, point_inputs: dict | None, grid: tuple[int, int]) -> Tensor | None:
-        """Clicks / box corners ``[B, N, 2]`` in (x, y) token-grid coordinates."""
-        if point_inputs is None:
-            return None
-        coords, labels = point_inputs["point_coords"].float(), point_inputs["point_labels"]
-        valid = (labels != -1).any(dim=0)  # drop padding points
-        if not bool(valid.any()):
-            return None
-        h, w = grid
-        scale = torch.tensor([w / self.image_size, h / self.image_size], device=coords.device)
-        return coords[:, valid] * scale
-
-    def _neighbour_mask(self, output_dict: dict, frame_idx: int, reverse: bool) -> Tensor | None:
-        """Low-res mask logits of the previously processed frame in tracking order."""
-        out = _neighbour_output(output_dict, frame_idx, reverse)
-        return None if out is None else out["pred_masks"].to(self.device)
-
     def _select_memory(self, record: FrameRecord, pred_masks: Tensor) -> Tensor:
-        """This frame's memory tokens: its own top scores; the object first on prompted frames."""
-        cfg = record.config
-        h, w = record.grid
-        scores = record.scores["combined"]
-        if record.prompted:
-            obj = mask_tokens(pred_masks.to(scores.device), record.grid, cfg.prompt_radius)
-            scores = prioritise(scores, obj)
-        keep = num_kept(h * w, cfg.memory_ratio, cfg.min_tokens)
-        forced = forced_tokens(
-            record.must_keep, record.grid, keep, cfg.context, scores.shape[0], scores.device
-        )
-        return select_tokens(scores, keep, forced)
+        """The frame's memory tokens (:func:`~fsam2lib.predictor.frame_pruning.select_memory`);
+        a method, as ``_score_frame``, so that the bench can time it."""
+        return select_memory(record, pred_masks)
 
     def _fill(self, call: _FrameCall, curr: Tensor) -> Tensor:
         """Values ``[H*W, B, C]`` for pruned query positions (sequence-first)."""
@@ -656,7 +490,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         """Re-score conditioning frames whose selection was made under another config,
         router or text, so their stored memory follows the config now in force (under
         strategy "none" their records are dropped: nothing is pruned or recorded)."""
-        side = _side(state)
+        side = side_entry(state)
         for obj_idx, obj_output_dict in state["output_dict_per_obj"].items():
             obj_id = state["obj_idx_to_id"][obj_idx]
             records = side["records"].setdefault(obj_id, {})
@@ -690,84 +524,3 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
                     record, out["pred_masks"]
                 )
                 records[t] = record
-
-
-# ---------------------------------------------------------------------------- building
-
-
-def clip_text_encoder(clip) -> Callable:
-    """``text_encoder`` for the predictor: validates each text for ``clip`` (empty text is an
-    error; free text given to the micro CLIP warns), then embeds it."""
-    from fsam2lib.text.describe import check_text
-
-    def encode(texts: list[str]) -> Tensor:
-        return clip.encode_text([check_text(t, clip) for t in texts])
-
-    return encode
-
-
-def clip_describer(clip) -> Callable:
-    """``describe_object`` for the predictor: zero-shot ranking of the vocabulary phrases on a
-    crop around the object's mask on its prompted frame (None when the mask is empty)."""
-    from fsam2lib.text.describe import describe_region
-
-    def describe(rgb: Tensor, mask: Tensor) -> str | None:
-        mask_np = mask.detach().cpu().numpy().astype(bool)
-        if not mask_np.any():
-            return None
-        frame = (rgb.detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        return describe_region(clip, frame, mask=mask_np).phrase
-
-    return describe
-
-
-def build_predictor(
-    model: str = "micro",
-    checkpoint: str | None = None,
-    device: str = "cpu",
-    weights: str | None = None,
-    pruning: PruningConfig | None = None,
-    image_size: int | None = None,
-    clip: str | None = "micro",
-    clip_pretrained: str | None = None,
-    router: str | TokenScorer | None = "shipped",
-) -> PrunedSAM2VideoPredictor:
-    """A :class:`PrunedSAM2VideoPredictor` with its text encoder, describer and router attached.
-
-    model/checkpoint/weights/image_size: as :func:`fsam2lib.models.sam2.load_sam2`.
-    clip: CLIP for the text cue and automatic descriptions (``None``: no text at all).
-    router: "shipped" loads the router trained for the micro SAM2 + micro CLIP (only valid
-        with those two); a path loads another trained router; a scorer object is used as is;
-        ``None`` attaches none (strategies "router"/"text_only" then raise).
-    """
-    from fsam2lib.models.clip import load_clip
-    from fsam2lib.models.sam2 import load_sam2
-    from fsam2lib.pruning.router import load_router
-
-    predictor = load_sam2(
-        model,
-        checkpoint=checkpoint,
-        device=device,
-        weights=weights,
-        image_size=image_size,
-        predictor_class=PrunedSAM2VideoPredictor,
-    )
-    if clip is not None:
-        bundle = load_clip(clip, pretrained=clip_pretrained, device=device)
-        predictor.text_encoder = clip_text_encoder(bundle)
-        predictor.describe_object = clip_describer(bundle)
-    if router == "shipped":
-        if (model, clip) != ("micro", "micro") or weights == "random":
-            raise ValueError(
-                "the shipped router was trained for the trained micro SAM2 with the micro CLIP; "
-                f"for model={model!r}, clip={clip!r}, weights={weights!r} pass router=PATH to a "
-                "router trained with `python -m fsam2lib.train.train_router`, or router=None"
-            )
-        predictor.router = load_router(device=device)
-    elif isinstance(router, str):
-        predictor.router = load_router(router, device=device)
-    else:
-        predictor.router = router
-    if pruning is not None:
-        predictor.pruning = pruning
-    return predictor

@@ -3,7 +3,7 @@ by side, curves and markdown tables.
 
 Why here and not in the notebooks: notebooks stay glue, and every figure can be unit-tested
 without a kernel. Conventions: token maps are float ``[gh, gw]`` over the stride-16 token grid
-(row-major, as ``predictor.token_scores`` returns them flattened). SAM2 resizes every frame to
+(row-major, flattened as in ``predictor.token_scores(...).maps``). SAM2 resizes every frame to
 a square before encoding, so token cell ``(y, x)`` covers rows ``[y*H/gh, (y+1)*H/gh)`` and
 columns ``[x*W/gw, (x+1)*W/gw)`` of the original ``H x W`` frame, whatever its aspect ratio.
 
@@ -22,12 +22,9 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from fsam2lib.predictor.predictor import RECORD_KEYS
 from fsam2lib.pruning.selection import num_kept
 from fsam2lib.videos.video import Video
 
-#: Keys of ``token_scores`` that are not per-token score maps.
-NON_MAP_KEYS = frozenset(RECORD_KEYS)
 HEAT_CMAP = "inferno"
 HEAT_ALPHA = 0.6
 PRUNED_DIM = 0.25  # brightness left to pruned tokens in kept-token overlays
@@ -205,16 +202,15 @@ def collect_scores(predictor, state: dict, obj_id: int, num_frames: int) -> Scor
             "predictor with a pruning strategy other than 'none' first"
         )
     first = next(iter(records.values()))
-    grid = tuple(int(g) for g in first["grid"])
-    names = [k for k in first if k not in NON_MAP_KEYS]
-    maps = {k: np.full((num_frames, *grid), np.nan, dtype=np.float32) for k in names}
+    grid = tuple(int(g) for g in first.grid)
+    maps = {k: np.full((num_frames, *grid), np.nan, dtype=np.float32) for k in first.maps}
     kept = np.zeros((num_frames, *grid), dtype=bool)
     for t, rec in records.items():
-        for k in names:
-            maps[k][t] = token_map(rec[k], grid)
-        if rec["memory_attention_ran"]:
-            kept[t] = kept_map(rec["kept_query_idx"], grid)
-    description = next((r["description"] for r in records.values() if r["description"]), None)
+        for k in maps:
+            maps[k][t] = token_map(rec.maps[k], grid)
+        if rec.memory_attention_ran:
+            kept[t] = kept_map(rec.kept_query_idx, grid)
+    description = next((r.description for r in records.values() if r.description), None)
     return ScoreMaps(maps, kept, grid, description)
 
 
