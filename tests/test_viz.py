@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -128,10 +130,24 @@ def test_collect_scores_without_any_record_says_why():
         viz.collect_scores(FakePredictor(processed=[]), {}, 1, T)
 
 
-def test_text_map_is_higher_inside_the_described_object(video):
-    scores = viz.collect_scores(FakePredictor(), {}, 1, T)
-    text = scores.frame_map("text", 1)
-    assert viz.region_mean(text, video.masks[1] == 1) > viz.region_mean(text, video.masks[1] == 2)
+def test_collected_maps_land_on_the_pixels_of_their_token(video):
+    """A score at token 11 = (row 2, col 3) must land on object 2's pixels (cell 16:24, 36:48),
+    not on its transpose (row 3, col 2) nor on object 1: the chain token_scores ->
+    collect_scores -> region means keeps SAM2's row-major token order."""
+
+    class PeakAt11(FakePredictor):
+        def token_scores(self, state, frame_idx, obj_id):
+            record = super().token_scores(state, frame_idx, obj_id)
+            text = torch.zeros(1, 16)
+            text[0, 11] = 1.0
+            return dataclasses.replace(record, maps={**record.maps, "text": text})
+
+    scores = viz.collect_scores(PeakAt11(), {}, 1, T)
+    assert viz.mean_over_frames(scores.maps["text"], video.masks == 2) == 1.0
+    assert viz.mean_over_frames(scores.maps["text"], video.masks == 1) == 0.0
+    transposed = np.zeros((T, H, W), bool)
+    transposed[:, 24:32, 24:36] = True  # token (3, 2)
+    assert viz.mean_over_frames(scores.maps["text"], transposed) == 0.0
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -377,3 +393,11 @@ def test_first_frames(video):
     assert cut.num_frames == 4 and cut.annotated.shape == (4,) and cut.frame_names[-1] == "00003"
     with pytest.raises(ValueError, match=">= 3"):
         showcase.first_frames(video, 2)
+
+
+def test_own_minus_others_compares_each_description_with_the_other_objects():
+    means = {"a": {"a": 0.9, "b": 0.1, "c": 0.3}, "b": {"a": 0.5, "b": 0.2, "c": 0.1}}
+    gaps = viz.own_minus_others(means)
+    assert gaps["a"] == pytest.approx(0.9 - 0.2) and gaps["b"] == pytest.approx(0.2 - 0.3)
+    with pytest.raises(ValueError, match="at least one other"):
+        viz.own_minus_others({"a": {"a": 1.0}})

@@ -137,6 +137,21 @@ def mean_over_frames(maps: np.ndarray, regions: np.ndarray) -> float:
     return float(np.mean(values))
 
 
+def own_minus_others(means: Mapping[object, Mapping[object, float]]) -> dict[object, float]:
+    """How much each description singles out its own object: ``means[d][o]`` is description
+    ``d``'s text cue averaged over object ``o`` (``d`` names the object it describes); the
+    result is ``means[d][d]`` minus the mean of ``means[d][o]`` over the other objects.
+    Positive: the text cue is brighter on the described object than on the others."""
+    gaps = {}
+    for own, row in means.items():
+        if own not in row or len(row) < 2:
+            raise ValueError(
+                f"means[{own!r}] needs its own object and at least one other; got keys {list(row)}"
+            )
+        gaps[own] = float(row[own] - np.mean([v for o, v in row.items() if o != own]))
+    return gaps
+
+
 def kept_share(kept: np.ndarray, regions: np.ndarray) -> float:
     """Share of the tokens touching a region that were kept, averaged over the frames where
     tokens were selected (``kept[t].any()``) and the region is present. kept: bool
