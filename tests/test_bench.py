@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from fsam2lib import bench
+from fsam2lib.bench.accuracy import text_setup
 from fsam2lib.bench.profiling import STAGES, MemoryAttentionDims, amdahl, memory_attention_flops
+from fsam2lib.pruning.config import FILLS, PruningConfig
 
 torch.set_num_threads(1)
 # sam2's hole filling needs its CUDA extension; without it sam2 warns and skips that step
@@ -27,6 +29,7 @@ MICRO_DIMS = MemoryAttentionDims(
 )
 HW = 16 * 16
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RANDOM_MICRO = bench.ModelSpec("micro", weights="random")  # cost only: masks mean nothing
 
 
 def hand_flops(nq: int, mem: int, ptr: int) -> int:
@@ -170,13 +173,10 @@ def test_efficiency_plots_and_compare(efficiency):
 def test_isolated_run_reports_its_own_peak_rss():
     """Each (repeat, config) in a fresh subprocess: peak RSS belongs to that run."""
     result = bench.run_efficiency(
-        model="micro",
-        weights="random",
-        image_size=256,
+        bench.ModelSpec("micro", weights="random", image_size=256, clip=None),
         keep=[1.0],
         quick=True,
         threads=1,
-        clip=None,
     )
     (ref,) = result["configs"]
     assert result["settings"]["isolated"] is True
@@ -184,14 +184,43 @@ def test_isolated_run_reports_its_own_peak_rss():
     assert result["text_encoder"] is None and result["text"] is None
 
 
+def test_spec_carries_an_in_memory_predictor_and_router():
+    """A built predictor and a router object (say, one a notebook just trained) run in this
+    process; the predictor gets its own router and pruning back; a fresh process refuses them."""
+    import fsam2lib
+    from fsam2lib.pruning.router import RouterConfig, TokenRouter
+
+    predictor = fsam2lib.build_predictor(model="micro", weights="random", router=None)
+    own_pruning = predictor.pruning
+    text_dim = int(predictor.text_encoder(["red circle"]).shape[-1])
+    router = TokenRouter(RouterConfig(feat_dim=predictor.hidden_dim, text_dim=text_dim)).eval()
+    spec = bench.ModelSpec(predictor=predictor, router=router)
+    assert spec.in_memory and spec.input_size() == 256
+    result = bench.run_accuracy(
+        spec, bench.open_dataset("synthetic:val:1", quick=True), keep="0.5", strategies="router"
+    )
+    assert [c["name"] for c in result["configs"]] == ["reference", "router@0.50"]
+    assert result["router"] == "in memory (TokenRouter)"
+    assert result["text_encoder"] == "the predictor's own"
+    assert result["random_weights"] is True
+    assert predictor.router is None and predictor.pruning is own_pruning
+    eff = bench.run_efficiency(spec, keep=[1.0, 0.5], quick=True, threads=1, isolate=False)
+    assert eff["router"] == "in memory (TokenRouter)"
+    assert eff["configs"][1]["stage_seconds"]["router"] > 0.0  # the given router ran
+    assert predictor.router is None and predictor.pruning is own_pruning
+    with pytest.raises(ValueError, match="isolate=False"):
+        bench.run_memory(spec, frames=9, keep=[1.0])  # isolate=True: a fresh process
+    trained = fsam2lib.build_predictor(model="micro", router=None)
+    with pytest.raises(ValueError, match="need a router"):
+        bench.run_accuracy(bench.ModelSpec(predictor=trained), strategies="router")
+
+
 def test_quick_accuracy(tmp_path, capsys):
     result = bench.run_accuracy(
-        model="micro",
-        weights="random",
-        dataset="synthetic:val:1",
+        RANDOM_MICRO,
+        bench.open_dataset("synthetic:val:1", quick=True),
         keep="1.0,0.5",
         strategies="random",
-        quick=True,
     )
     assert capsys.readouterr().out == ""  # library functions do not print
     assert [c["name"] for c in result["configs"]] == ["reference", "random@0.50"]
@@ -217,46 +246,41 @@ def test_quick_accuracy(tmp_path, capsys):
 
 def test_quick_ablation_rows_fills_and_contexts():
     result = bench.run_ablation(
-        model="micro",
-        weights="random",
-        dataset="synthetic:val:1",
+        RANDOM_MICRO,
+        bench.open_dataset("synthetic:val:1", quick=True),
         keep=0.25,
         strategy="mask_prior",
-        fills=bench.FILLS,
+        fills=FILLS,
         contexts=(0.0, 0.5),
-        quick=True,
     )
     configs = {c["name"]: c for c in result["configs"]}
-    default = bench.PruningConfig()
-    others = [f for f in bench.FILLS if f != default.fill]
+    default = PruningConfig()
+    others = [f for f in FILLS if f != default.fill]
     names = ["reference", "mask_prior all cues"] + [f"mask_prior fill={f}" for f in others]
     names += [f"mask_prior context={c:g}" for c in (0.0, 0.5) if c != default.context]
     assert list(configs) == names
-    assert len(others) == len(bench.FILLS) - 1
+    assert len(others) == len(FILLS) - 1
     assert all(configs[f"mask_prior fill={f}"]["fill"] == f for f in others)
     assert configs["mask_prior all cues"]["fill"] == default.fill
     assert configs["mask_prior all cues"]["context"] == default.context
     assert all(c["keep_ratio"] == 0.25 for n, c in configs.items() if n != "reference")
     with_ctx = bench.run_accuracy(
-        model="micro",
-        weights="random",
-        dataset="synthetic:val:1",
+        RANDOM_MICRO,
+        bench.open_dataset("synthetic:val:1", quick=True),
         keep="0.25",
         strategies="grid",
         context=0.5,
         fill="previous",
-        quick=True,
     )
     assert with_ctx["configs"][1]["context"] == 0.5
     assert with_ctx["configs"][1]["fill"] == "previous"
     with pytest.raises(ValueError, match="unknown fill 'blur'"):
-        bench.run_accuracy(model="micro", weights="random", fill="blur", quick=True)
+        bench.run_accuracy(RANDOM_MICRO, fill="blur")
 
 
 def test_memory_trace_and_release():
     result = bench.run_memory(
-        model="micro",
-        weights="random",
+        RANDOM_MICRO,
         frames=18,
         keep=[1.0],
         release=(False, True),
@@ -329,9 +353,9 @@ def test_dataset_folder_and_missing_texts(tmp_path):
     source = bench.open_dataset(str(tmp_path))
     assert not source.has_texts
     no_text = type("Stub", (), {"text_encoder": None, "describe_object": None})()
-    assert "text cue is off" in bench._text_setup(no_text, source, ["router"])["source"]
+    assert "text cue is off" in text_setup(no_text, source, ["router"])["source"]
     with pytest.raises(ValueError, match="text_only needs object texts|'text_only' needs"):
-        bench._text_setup(no_text, source, ["router", "text_only"])
+        text_setup(no_text, source, ["router", "text_only"])
     with pytest.raises(FileNotFoundError, match="split file"):
         bench.open_dataset(str(tmp_path), split="test")
 

@@ -384,17 +384,6 @@ def test_check_real_setup_reports_what_is_missing_and_where(tmp_path, monkeypatc
         showcase.check_real_setup("hiera_xxl")
 
 
-def test_first_frames(video):
-    short = showcase.first_frames(video, 2 + 1)
-    assert short.num_frames == 3 and short.frame_names == video.frame_names
-    cut = showcase.first_frames(
-        Video("long", np.repeat(video.frames, 3, 0), np.repeat(video.masks, 3, 0)), 4
-    )
-    assert cut.num_frames == 4 and cut.annotated.shape == (4,) and cut.frame_names[-1] == "00003"
-    with pytest.raises(ValueError, match=">= 3"):
-        showcase.first_frames(video, 2)
-
-
 def test_own_minus_others_compares_each_description_with_the_other_objects():
     means = {"a": {"a": 0.9, "b": 0.1, "c": 0.3}, "b": {"a": 0.5, "b": 0.2, "c": 0.1}}
     gaps = viz.own_minus_others(means)

@@ -1,6 +1,101 @@
-# Transitional: the benchmark code is being split out of core.py into modules.
-from fsam2lib.bench import core
+"""Benchmarks of token pruning for SAM2: cost (time per stage, FLOPs, memory) and accuracy
+(J&F), as library functions and as a command line (``python -m fsam2lib.bench``, see
+:mod:`fsam2lib.bench.cli`).
 
+One module per job:
 
-def __getattr__(name: str):
-    return getattr(core, name)
+- ``spec``: :class:`ModelSpec` (which model, CLIP and router; or a predictor / router already
+  in memory), the result header, argument checks;
+- ``sources``: the synthetic cost video and datasets (:func:`open_dataset`);
+- ``runner``: one measured run, and running runs in fresh subprocesses or in-process;
+- ``profiling``: stage timers, memory-attention token counts and FLOPs, RSS, state bytes;
+- ``efficiency``, ``accuracy`` (with the ablation), ``memory``: the three kinds of run and
+  why they are measured the way they are;
+- ``report``: tables, comparison of two results, result files; ``plots``: figures;
+- ``cli``: the command line.
+
+Library functions (``run_efficiency``, ``run_accuracy``, ``run_ablation``, ``run_memory``,
+the ``format_*`` tables, ``compare_results`` and the ``plot_*`` figures) return values and
+never print; progress bars appear only when asked for (``progress=True``, as the CLI does).
+Each ``run_*`` takes a :class:`ModelSpec` and the run's own settings as keywords::
+
+    spec = bench.ModelSpec("sam2.1_hiera_t", weights="random", image_size=512)
+    eff = bench.run_efficiency(spec, keep=[1.0, 0.5], frames=9, repeats=1)
+    acc = bench.run_accuracy(bench.ModelSpec(predictor=predictor), bench.open_dataset(root))
+
+Result JSON (all kinds): ``kind``, ``schema``, ``created``, ``versions``, the model
+(``model``, ``weights``, ``weights_label``, ``random_weights``, ``note``, ``image_size``,
+``grid``, ``num_maskmem``, ``max_obj_ptrs_in_encoder``, ``hidden_dim``, ``mem_dim``,
+``memory_attention`` dims, ``device``, ``device_name``, ``threads``, ``router``,
+``text_encoder``, ``text``) and ``settings``. Then per kind:
+
+- efficiency: ``reference`` and ``configs`` (reference first), each with ``name``,
+  ``strategy``, ``keep_ratio``, ``memory_keep_ratio``, ``seconds_per_frame``,
+  ``frames_per_second``, ``speedup``, ``stage_seconds`` / ``stage_share`` (per stage, see
+  ``profiling.STAGES``), ``memory_attention_speedup``, ``amdahl`` (``share``,
+  ``stage_speedup``, ``bound``, ``ceiling``), ``tokens`` (``query_kept``, ``query_total``,
+  ``query_expected``, ``memory_frames``, ``memory_kept_per_frame``,
+  ``memory_expected_per_frame``, ``pointer_tokens`` [min, max]), ``memory_attention_flops``
+  (``self_attention``, ``cross_attention``, ``mlp``, ``total``), ``flops_vs_dense``,
+  ``memory_bank_bytes`` (``dense``, ``kept``, ``indices``, ``stored``), ``baseline_rss_bytes``,
+  ``peak_rss_bytes`` (None in-process), ``peak_cuda_bytes`` (None off CUDA),
+  ``state_bytes_end``, and ``runs`` (per repeat: seconds, speedups, per-frame stage times).
+- accuracy / ablation: ``configs`` (``name``, ``strategy``, ``keep_ratio``,
+  ``memory_keep_ratio``, ``cues``, ``fill``, ``context``, ``J&F``, ``J``, ``F`` as fractions,
+  ``jf_drop``, ``seconds_per_frame``, ``speedup``, ``summary`` = DAVIS statistics) and
+  ``videos`` (one row per video and config: ``J``, ``F``, ``J&F``, ``jf_drop``,
+  ``seconds_per_frame``, ``frames``, ``objects``).
+- memory: ``memory_note`` and ``series`` (per config and release mode: sampled ``frames``,
+  ``rss_bytes``, ``state_bytes``, ``maskmem_bytes``, ``cuda_allocated_bytes``,
+  ``attended_memory_tokens``, growth per frame, ``state_bytes_end`` by part, peaks).
+"""
+
+from fsam2lib.bench.accuracy import run_ablation, run_accuracy
+from fsam2lib.bench.cli import main
+from fsam2lib.bench.efficiency import run_efficiency
+from fsam2lib.bench.memory import run_memory
+from fsam2lib.bench.plots import (
+    plot_jf_vs_keep,
+    plot_memory_vs_length,
+    plot_stage_times,
+    save_plots,
+)
+from fsam2lib.bench.report import (
+    compare_results,
+    flatten_figures,
+    format_accuracy_table,
+    format_comparison,
+    format_efficiency_table,
+    format_memory_table,
+    format_result,
+    write_result,
+)
+from fsam2lib.bench.sources import VideoSource, cost_video, open_dataset
+from fsam2lib.bench.spec import ModelSpec, parse_memory_keep, parse_ratios, parse_strategies
+
+__all__ = [
+    "ModelSpec",
+    "VideoSource",
+    "compare_results",
+    "cost_video",
+    "flatten_figures",
+    "format_accuracy_table",
+    "format_comparison",
+    "format_efficiency_table",
+    "format_memory_table",
+    "format_result",
+    "main",
+    "open_dataset",
+    "parse_memory_keep",
+    "parse_ratios",
+    "parse_strategies",
+    "plot_jf_vs_keep",
+    "plot_memory_vs_length",
+    "plot_stage_times",
+    "run_ablation",
+    "run_accuracy",
+    "run_efficiency",
+    "run_memory",
+    "save_plots",
+    "write_result",
+]

@@ -2,6 +2,6 @@
 
 import sys
 
-from fsam2lib.bench.core import main
+from fsam2lib.bench.cli import main
 
 sys.exit(main())

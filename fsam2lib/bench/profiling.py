@@ -290,6 +290,8 @@ def amdahl(share: float, stage_speedup: float) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- memory
 
+MIB = 1024.0**2  # bytes per MiB, the unit of memory in tables and plots
+
 
 def _proc_status_bytes(field: str) -> int | None:
     """A ``kB`` field of ``/proc/self/status`` in bytes (None where there is no procfs)."""

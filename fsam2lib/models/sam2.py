@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +270,16 @@ def _fsam2_config_dir():
             yield
     finally:
         restore_gh_from_backup(saved)
+
+
+def config_image_size(name: str) -> int:
+    """A named model's input size in pixels, read from its config without building it."""
+    spec = _spec(name)
+    import sam2  # noqa: F401  (initialises hydra's search path for sam2's configs)
+    from hydra import compose
+
+    with nullcontext() if spec.is_packaged_config else _fsam2_config_dir():
+        return int(compose(config_name=spec.config).model.image_size)
 
 
 def _instantiate(spec: Sam2Spec, overrides: list[str], video_predictor: bool) -> torch.nn.Module:

@@ -83,24 +83,6 @@ def spread_frames(num_frames: int, count: int) -> list[int]:
     return sorted({int(round(t)) for t in np.linspace(0, num_frames - 1, count)})
 
 
-def first_frames(video: Video, num_frames: int) -> Video:
-    """The video cut to its first ``num_frames`` frames (all of it if shorter): real videos
-    run for 50-100 frames, which is minutes per run at full resolution on a CPU."""
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 3:
-        raise ValueError(
-            f"num_frames must be an int >= 3 (J&F skips the first and last), got {num_frames!r}"
-        )
-    n = min(num_frames, video.num_frames)
-    return Video(
-        video.name,
-        video.frames[:n],
-        video.masks[:n],
-        dict(video.descriptions),
-        list(video.frame_names[:n]),
-        video.annotated[:n].copy(),
-    )
-
-
 DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
 
 

@@ -1,0 +1,247 @@
+"""What pruning costs in segmentation quality: J, F and J&F (DAVIS protocol,
+:mod:`fsam2lib.metrics`) per strategy and keep ratio, and ablations of the router's cues, the
+fill of pruned positions and the lattice share, each against stock SAM2.
+
+Every configuration runs on every video, configurations interleaved per video (so that all
+of them see the same machine state), with one predictor in this process; the reference
+(stock SAM2) runs once per video and every configuration reports its drop against it. Object
+texts come from the dataset, or from the predictor's describer, and this is decided before
+any video runs, so that a missing text fails at once rather than after an hour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from tqdm.auto import tqdm
+
+from fsam2lib.bench.runner import quiet_sam2
+from fsam2lib.bench.sources import VideoSource, open_dataset
+from fsam2lib.bench.spec import (
+    ACCURACY_STRATEGIES,
+    ModelSpec,
+    open_predictor,
+    parse_memory_keep,
+    parse_ratios,
+    parse_strategies,
+    predictor_info,
+    result_header,
+)
+from fsam2lib.pruning.config import CUES, FILLS, PruningConfig
+
+
+def run_accuracy(
+    spec: ModelSpec,
+    dataset: str | VideoSource = "synthetic:val:20",
+    *,
+    keep: Sequence[float] | str = (1.0, 0.5, 0.3, 0.2, 0.1),
+    strategies: Sequence[str] | str = ("router", "random", "grid", "mask_prior", "text_only"),
+    memory_keep: Sequence[float] | str | None = None,
+    protocol: str = "mask",
+    context: float | None = None,
+    fill: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """J, F, J&F per video and mean for every strategy x keep ratio, and the drop of each
+    against stock SAM2 (the reference, run once).
+
+    dataset: a name for :func:`~fsam2lib.bench.open_dataset` (opened with its defaults), or a
+    source it returned (split, resolution, number of videos and frames, ``quick``). Runs in
+    this process, so ``spec`` may hold an in-memory predictor or router. ``context`` /
+    ``fill``: :attr:`PruningConfig.context` / :attr:`PruningConfig.fill` of every pruned run
+    (None: the config's default). ``seed``: synthetic videos, and an untrained router.
+    """
+    from fsam2lib.evaluate import PROTOCOLS
+
+    keeps = parse_ratios(keep)
+    mem_keeps = parse_memory_keep(memory_keep, keeps)
+    strategies = parse_strategies(strategies, ACCURACY_STRATEGIES)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if fill is not None and fill not in FILLS:
+        raise ValueError(f"unknown fill {fill!r}; choose from {', '.join(FILLS)}")
+    extra = {} if context is None else {"context": context}
+    if fill is not None:
+        extra["fill"] = fill
+    configs = [("reference", PruningConfig(strategy="none"))]
+    for strategy in strategies:
+        for k, m in zip(keeps, mem_keeps, strict=True):
+            if k == 1.0 and m in (None, 1.0):
+                continue  # keep 1.0 is the reference, run once
+            name = f"{strategy}@{k:.2f}" + ("" if m is None else f"/mem{m:.2f}")
+            config = PruningConfig(keep_ratio=k, memory_keep_ratio=m, strategy=strategy, **extra)
+            configs.append((name, config))
+    return _evaluate("accuracy", spec, dataset, strategies, configs, protocol, seed, progress)
+
+
+def run_ablation(
+    spec: ModelSpec,
+    dataset: str | VideoSource = "synthetic:val:20",
+    *,
+    keep: float | str = 0.3,
+    memory_keep: float | str | None = None,
+    strategy: str = "router",
+    fills: Sequence[str] = FILLS,
+    contexts: Sequence[float] = (0.0, 0.5),
+    protocol: str = "mask",
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """At one keep ratio: ``strategy`` as configured, (router only) with each cue off, with
+    each other fill of pruned query positions and each other lattice share ``contexts``
+    (:attr:`PruningConfig.context`); plus the reference. ``dataset``, ``spec``, ``seed``: as
+    :func:`run_accuracy`."""
+    (keep,) = parse_ratios([keep])
+    mem = None if memory_keep is None else parse_ratios([memory_keep], "memory keep ratio")[0]
+    (strategy,) = parse_strategies([strategy], ACCURACY_STRATEGIES)
+    bad = [f for f in fills if f not in FILLS]
+    if bad:
+        raise ValueError(f"unknown fill {bad}; choose from {', '.join(FILLS)}")
+    base = PruningConfig(keep_ratio=keep, memory_keep_ratio=mem, strategy=strategy)
+    configs = [("reference", PruningConfig(strategy="none")), (f"{strategy} all cues", base)]
+    if strategy == "router":  # the only strategy that combines cues
+        configs += [
+            (
+                f"router without {cue}",
+                dataclasses.replace(base, cues=tuple(c for c in CUES if c != cue)),
+            )
+            for cue in CUES
+        ]
+    configs += [
+        (f"{strategy} fill={fill}", dataclasses.replace(base, fill=fill))
+        for fill in fills
+        if fill != base.fill
+    ]
+    configs += [
+        (f"{strategy} context={c:g}", dataclasses.replace(base, context=c))
+        for c in contexts
+        if c != base.context
+    ]
+    settings = dict(keep_ratio=keep, memory_keep_ratio=base.memory_ratio, default_fill=base.fill)
+    return _evaluate(
+        "ablation", spec, dataset, [strategy], configs, protocol, seed, progress, **settings
+    )
+
+
+def text_setup(predictor, source: VideoSource, strategies: Sequence[str]) -> dict:
+    """How objects get text, checked before any video runs: ``source`` (for the result) and
+    ``use_dataset_texts``."""
+    if source.has_texts:
+        if predictor.text_encoder is None:
+            raise ValueError(
+                "the dataset has descriptions but the predictor has no text encoder; attach one "
+                "(build_predictor does for the micro model) or remove descriptions.json"
+            )
+        return {"source": "dataset descriptions", "use_dataset_texts": True}
+    if predictor.describe_object is not None:
+        return {"source": "automatic (predictor.describe_object)", "use_dataset_texts": False}
+    needs_text = [s for s in strategies if s == "text_only"]
+    if needs_text:
+        raise ValueError(
+            "strategy 'text_only' needs object texts, but the dataset has no descriptions.json "
+            "and the predictor no describe_object: drop text_only from --strategies"
+        )
+    return {
+        "source": "none: no descriptions, the router's text cue is off",
+        "use_dataset_texts": False,
+    }
+
+
+def _evaluate(
+    kind: str,
+    spec: ModelSpec,
+    dataset: str | VideoSource,
+    strategies: Sequence[str],
+    configs: list[tuple[str, PruningConfig]],
+    protocol: str,
+    seed: int,
+    progress: bool,
+    **settings,
+) -> dict:
+    """Open the dataset and the predictor, score every config, and make the result."""
+    source = open_dataset(dataset, seed=seed) if isinstance(dataset, str) else dataset
+    with open_predictor(spec, strategies, seed) as (predictor, carried):
+        text = text_setup(predictor, source, strategies)
+        summaries, rows = _score_configs(
+            predictor, source, configs, protocol, text["use_dataset_texts"], progress
+        )
+        info = predictor_info(predictor, {**carried, "text": text["source"]})
+    header = result_header(
+        kind, info, dataset=source.description, protocol=protocol, seed=seed, **settings
+    )
+    return {**header, "reference": "reference", "configs": summaries, "videos": rows}
+
+
+def _score_configs(
+    predictor,
+    source: VideoSource,
+    configs: list[tuple[str, PruningConfig]],
+    protocol: str,
+    use_texts: bool,
+    progress: bool,
+) -> tuple[list[dict], list[dict]]:
+    """Run every config on every video (configs interleaved per video); score each run."""
+    from fsam2lib.evaluate import run_video, score_run
+    from fsam2lib.metrics import summarize
+
+    scores: dict[str, list] = {name: [] for name, _ in configs}
+    seconds = dict.fromkeys(scores, 0.0)
+    frames = 0
+    rows = []
+    bar = tqdm(total=len(source.names) * len(configs), desc="accuracy", disable=not progress)
+    for video_name in source.names:
+        video = source.load(video_name)
+        frames += video.num_frames
+        for name, config in configs:
+            predictor.pruning = config
+            with quiet_sam2():
+                run = run_video(
+                    predictor, video, protocol, texts=video.descriptions if use_texts else None
+                )
+            score = score_run(run, video)
+            scores[name].append(score)
+            seconds[name] += run.seconds
+            rows.append(
+                {
+                    "video": video.name,
+                    "config": name,
+                    "J": score.J_mean,
+                    "F": score.F_mean,
+                    "J&F": score.JF_mean,
+                    "seconds_per_frame": run.seconds / video.num_frames,
+                    "frames": video.num_frames,
+                    "objects": len(score.object_ids),
+                }
+            )
+            bar.update()
+    bar.close()
+    summaries = []
+    for name, config in configs:
+        summary = summarize(scores[name])
+        summaries.append(
+            {
+                "name": name,
+                "strategy": config.strategy,
+                "keep_ratio": config.keep_ratio,
+                "memory_keep_ratio": config.memory_ratio,
+                "cues": list(config.cues),
+                "fill": config.fill,
+                "context": config.context,
+                "J&F": summary["J&F-Mean"],
+                "J": summary["J-Mean"],
+                "F": summary["F-Mean"],
+                "seconds_per_frame": seconds[name] / frames,
+                "summary": summary,
+            }
+        )
+    ref = summaries[0]["J&F"]
+    ref_seconds = summaries[0]["seconds_per_frame"]
+    for row in summaries:
+        row["jf_drop"] = ref - row["J&F"]
+        row["speedup"] = ref_seconds / row["seconds_per_frame"]
+    ref_by_video = {r["video"]: r["J&F"] for r in rows if r["config"] == configs[0][0]}
+    for row in rows:
+        row["jf_drop"] = ref_by_video[row["video"]] - row["J&F"]
+    return summaries, rows

@@ -1,0 +1,257 @@
+"""The benchmark command line: one subcommand per result kind, and ``compare``.
+
+    python -m fsam2lib.bench efficiency --model sam2.1_hiera_t --weights random \\
+        --image-size 1024 --frames 16 --keep 1.0,0.5,0.3,0.2 [--strategy router] \\
+        [--device cuda] [--bf16] [--repeats 3] [--quick] --json out.json
+    python -m fsam2lib.bench accuracy --model micro --dataset synthetic:val:20 \\
+        --keep 1.0,0.5,0.3,0.2,0.1 --strategies router,random,grid,mask_prior,text_only --json acc.json
+    python -m fsam2lib.bench ablation --model micro --dataset DIR --keep 0.3 --json abl.json
+    python -m fsam2lib.bench memory --model micro --frames 200 --image-size 256 --keep 1.0,0.3
+    python -m fsam2lib.bench compare previous.json current.json
+
+Every run prints a table and, with ``--json``, writes the result and its plots (PNG, next to
+the JSON); ``--compare previous.json`` prints the change of every figure against an earlier run.
+The hidden ``_worker`` subcommand is one isolated measurement (:mod:`fsam2lib.bench.runner`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fsam2lib.bench.accuracy import run_ablation, run_accuracy
+from fsam2lib.bench.efficiency import run_efficiency
+from fsam2lib.bench.memory import run_memory
+from fsam2lib.bench.report import compare_results, format_comparison, format_result, write_result
+from fsam2lib.bench.runner import worker_main
+from fsam2lib.bench.sources import open_dataset
+from fsam2lib.bench.spec import ModelSpec
+from fsam2lib.pruning.config import FILLS
+
+
+def _add_common(p: argparse.ArgumentParser, model: str) -> None:
+    p.add_argument(
+        "--model", default=model, help="micro, sam2.1_hiera_t, ... (default %(default)s)"
+    )
+    p.add_argument("--checkpoint", default=None, help="SAM2 checkpoint file (trained weights)")
+    p.add_argument(
+        "--weights",
+        default="trained",
+        choices=("trained", "random"),
+        help="random: seeded random weights, for cost only (default %(default)s)",
+    )
+    p.add_argument("--image-size", type=int, default=None, help="override the input size")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--clip", default="micro", help="CLIP for text (open_clip name, or 'none'; default micro)"
+    )
+    p.add_argument("--clip-pretrained", default=None, help="open_clip tag or checkpoint file")
+    p.add_argument("--router", default=None, help="trained router weights file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny run for CI (seconds per config)")
+    p.add_argument("--json", type=Path, default=None, help="write the result (and PNG plots)")
+    p.add_argument("--compare", type=Path, default=None, help="earlier result JSON to compare with")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_keep(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--keep", default=default, help="comma-separated keep ratios in (0, 1]")
+    p.add_argument("--memory-keep", default="same", help="'same', one ratio, or one per keep ratio")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fsam2lib.bench",
+        description="Cost and accuracy benchmarks of token pruning for SAM2.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    eff = sub.add_parser("efficiency", help="time per stage, FLOPs, memory per keep ratio")
+    _add_common(eff, "sam2.1_hiera_t")
+    _add_keep(eff, "1.0,0.5,0.3,0.2")
+    eff.add_argument("--frames", type=int, default=16)
+    eff.add_argument("--strategy", default="router")
+    eff.add_argument("--bf16", action="store_true", help="torch.autocast bfloat16")
+    eff.add_argument("--repeats", type=int, default=3)
+    eff.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    eff.add_argument(
+        "--in-process", action="store_true", help="no subprocess per run (no peak RSS)"
+    )
+
+    for name, helptext in (
+        ("accuracy", "J&F per strategy x keep ratio"),
+        ("ablation", "cues off, fills"),
+    ):
+        acc = sub.add_parser(name, help=helptext)
+        _add_common(acc, "micro")
+        acc.add_argument(
+            "--dataset", default="synthetic:val:20", help="DAVIS-layout folder or synthetic:SPLIT:N"
+        )
+        acc.add_argument("--split", default="val", help="ImageSets split of a dataset folder")
+        acc.add_argument("--resolution", default="480p")
+        acc.add_argument("--protocol", default="mask", choices=("mask", "click"))
+        acc.add_argument("--max-videos", type=int, default=None)
+        if name == "accuracy":
+            _add_keep(acc, "1.0,0.5,0.3,0.2,0.1")
+            acc.add_argument("--strategies", default="router,random,grid,mask_prior,text_only")
+            acc.add_argument(
+                "--context", type=float, default=None, help="lattice share of each budget"
+            )
+            acc.add_argument(
+                "--fill", default=None, choices=FILLS, help="what pruned query positions get"
+            )
+        else:
+            acc.add_argument("--keep", default="0.3", help="one keep ratio")
+            acc.add_argument("--memory-keep", default="same")
+            acc.add_argument("--strategy", default="router")
+            acc.add_argument("--fills", default=",".join(FILLS))
+            acc.add_argument(
+                "--contexts", default="0,0.5", help="lattice shares to compare with the default"
+            )
+
+    mem = sub.add_parser("memory", help="memory vs video length, with and without pruning")
+    _add_common(mem, "micro")
+    _add_keep(mem, "1.0,0.3")
+    mem.add_argument("--frames", type=int, default=200)
+    mem.set_defaults(image_size=256)
+    mem.add_argument("--strategy", default="router")
+    mem.add_argument(
+        "--release",
+        default="both",
+        choices=("no", "yes", "both"),
+        help="release frames outside SAM2's memory window (default: both variants)",
+    )
+    mem.add_argument("--trace-every", type=int, default=None, help="sample every N frames")
+    mem.add_argument("--bf16", action="store_true")
+    mem.add_argument("--threads", type=int, default=None)
+    mem.add_argument("--in-process", action="store_true")
+
+    cmp_ = sub.add_parser("compare", help="change of every figure between two result JSONs")
+    cmp_.add_argument("previous", type=Path)
+    cmp_.add_argument("current", type=Path)
+    cmp_.add_argument("--videos", action="store_true", help="include per-video rows")
+
+    worker = sub.add_parser("_worker", help="internal: one isolated measurement")
+    worker.add_argument("spec")
+    worker.add_argument("out")
+    return parser
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"result file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+def _run_command(args: argparse.Namespace) -> dict:
+    spec = ModelSpec(
+        model=args.model,
+        checkpoint=args.checkpoint,
+        weights=None if args.weights == "trained" else "random",
+        image_size=args.image_size,
+        device=args.device,
+        clip=None if args.clip == "none" else args.clip,
+        clip_pretrained=args.clip_pretrained,
+        router=args.router,
+    )
+    common = dict(seed=args.seed, progress=not args.no_progress)
+    memory_keep = None if args.memory_keep == "same" else args.memory_keep
+    if args.command == "efficiency":
+        return run_efficiency(
+            spec,
+            keep=args.keep,
+            memory_keep=memory_keep,
+            strategy=args.strategy,
+            frames=args.frames,
+            repeats=args.repeats,
+            bf16=args.bf16,
+            threads=args.threads,
+            isolate=not args.in_process,
+            quick=args.quick,
+            **common,
+        )
+    if args.command == "memory":
+        return run_memory(
+            spec,
+            keep=args.keep,
+            memory_keep=memory_keep,
+            strategy=args.strategy,
+            release={"no": (False,), "yes": (True,), "both": (False, True)}[args.release],
+            frames=args.frames,
+            trace_every=args.trace_every,
+            bf16=args.bf16,
+            threads=args.threads,
+            isolate=not args.in_process,
+            quick=args.quick,
+            **common,
+        )
+    source = open_dataset(
+        args.dataset, args.split, args.resolution, args.max_videos, seed=args.seed, quick=args.quick
+    )
+    if args.command == "accuracy":
+        return run_accuracy(
+            spec,
+            source,
+            keep=args.keep,
+            strategies=args.strategies,
+            memory_keep=memory_keep,
+            protocol=args.protocol,
+            context=args.context,
+            fill=args.fill,
+            **common,
+        )
+    return run_ablation(
+        spec,
+        source,
+        keep=args.keep,
+        memory_keep=memory_keep,
+        strategy=args.strategy,
+        fills=[f.strip() for f in args.fills.split(",")],
+        contexts=_parse_contexts(args.contexts),
+        protocol=args.protocol,
+        **common,
+    )
+
+
+def _parse_contexts(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise ValueError(
+            f"--contexts must be comma-separated numbers in [0, 1], got {text!r}"
+        ) from err
+    bad = [v for v in values if not 0.0 <= v <= 1.0]
+    if bad:
+        raise ValueError(f"--contexts must lie in [0, 1], got {bad}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line (``argv``: default ``sys.argv[1:]``); returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "_worker":
+        worker_main(args.spec, args.out)
+        return 0
+    try:
+        if args.command == "compare":
+            comparison = compare_results(
+                _read_json(args.previous), _read_json(args.current), args.videos
+            )
+            print(format_comparison(comparison))
+            return 0
+        previous = _read_json(args.compare) if args.compare is not None else None
+        result = _run_command(args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    print(format_result(result))
+    if args.json is not None:
+        for path in write_result(result, args.json):
+            print(f"wrote {path}")
+    if previous is not None:
+        print(format_comparison(compare_results(previous, result)))
+    return 0

@@ -1,0 +1,122 @@
+"""Figures of benchmark results, built as ``matplotlib.figure.Figure`` objects.
+
+No pyplot and no backend choice here: a figure touches no global state, so the caller's
+backend decides how it is shown (``display(fig)`` inline in a notebook) or saved
+(:func:`save_plots`, used by the CLI).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fsam2lib.bench.profiling import MIB, STAGES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(ncols: int = 1, width: float = 6.4) -> tuple[Figure, np.ndarray]:
+    # imported here, not at the top: benchmark workers import this package, never plot, and
+    # measure their own memory
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, 4.2), layout="constrained")
+    axes = fig.subplots(1, ncols)
+    return fig, np.atleast_1d(axes)
+
+
+def _subtitle(result: dict) -> str:
+    return f"{result['weights_label']}, {result['device']}, {result['image_size']} px"
+
+
+def plot_stage_times(result: dict) -> Figure:
+    """Stacked bars: steady-state seconds per frame by stage, per keep ratio."""
+    if result.get("kind") != "efficiency":
+        raise ValueError("plot_stage_times needs an efficiency result")
+    fig, (ax,) = _figure()
+    configs = result["configs"]
+    x = np.arange(len(configs))
+    bottom = np.zeros(len(configs))
+    for stage in STAGES:
+        values = np.array([c["stage_seconds"][stage] for c in configs]) * 1000
+        ax.bar(x, values, bottom=bottom, label=stage.replace("_", " "))
+        bottom += values
+    for xi, c, top in zip(x, configs, bottom, strict=True):
+        ax.annotate(f"{c['speedup']:.2f}x", (xi, top), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [c["name"] for c in configs], rotation=15)
+    ax.set_ylabel("ms per frame (steady state, median)")
+    ax.set_title(f"Time per frame by stage\n{_subtitle(result)}", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_jf_vs_keep(result: dict) -> Figure:
+    """J&F against keep ratio, one line per strategy; the reference (stock SAM2) dashed."""
+    if result.get("kind") not in ("accuracy", "ablation"):
+        raise ValueError("plot_jf_vs_keep needs an accuracy result")
+    fig, (ax,) = _figure()
+    ref = next(c for c in result["configs"] if c["name"] == result["reference"])
+    ax.axhline(100 * ref["J&F"], color="k", ls="--", lw=1, label="stock SAM2 (keep 1.0)")
+    strategies = sorted({c["strategy"] for c in result["configs"]} - {"none"})
+    for strategy in strategies:
+        points = sorted(
+            (c["keep_ratio"], 100 * c["J&F"])
+            for c in result["configs"]
+            if c["strategy"] == strategy and c["memory_keep_ratio"] == c["keep_ratio"]
+        ) + [(1.0, 100 * ref["J&F"])]
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", label=strategy)
+    ax.set_xlabel("keep ratio (query and memory tokens)")
+    ax.set_ylabel("J&F")
+    ax.set_title(f"J&F vs keep ratio\n{_subtitle(result)}", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_memory_vs_length(result: dict) -> Figure:
+    """Three panels against frame index: process RSS, inference-state bytes, tokens read."""
+    if result.get("kind") != "memory":
+        raise ValueError("plot_memory_vs_length needs a memory result")
+    fig, axes = _figure(3, width=4.6)
+    keeps = sorted({(s["keep_ratio"], s["memory_keep_ratio"]) for s in result["series"]})
+    for s in result["series"]:
+        style = dict(
+            ls="--" if s["release"] else "-",
+            color=f"C{keeps.index((s['keep_ratio'], s['memory_keep_ratio']))}",
+            label=s["name"],
+        )
+        if None not in s["rss_bytes"]:
+            axes[0].plot(s["frames"], np.array(s["rss_bytes"]) / MIB, **style)
+        axes[1].plot(s["frames"], np.array(s["state_bytes"]) / MIB, **style)
+        tokens = [np.nan if t is None else t for t in s["attended_memory_tokens"]]
+        axes[2].plot(s["frames"], tokens, **style)
+    for ax, label in zip(
+        axes,
+        ("process RSS (MiB)", "inference state (MiB)", "memory tokens read per frame"),
+        strict=True,
+    ):
+        ax.set_xlabel("frame")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Memory vs video length — {_subtitle(result)}", fontsize=10)
+    return fig
+
+
+def save_plots(result: dict, json_path: str | Path) -> list[Path]:
+    """Save the result's figures as PNG next to ``json_path`` (``<stem>_<plot>.png``)."""
+    json_path = Path(json_path)
+    plots = {
+        "efficiency": {"stages": plot_stage_times},
+        "accuracy": {"jf_vs_keep": plot_jf_vs_keep},
+        "ablation": {},
+        "memory": {"memory_vs_length": plot_memory_vs_length},
+    }[result["kind"]]
+    paths = []
+    for suffix, plot in plots.items():
+        path = json_path.with_name(f"{json_path.stem}_{suffix}.png")
+        plot(result).savefig(path, dpi=120)
+        paths.append(path)
+    return paths

@@ -1,0 +1,115 @@
+"""Videos the benchmarks run on: one synthetic cost video at the model's input size, and
+datasets (a DAVIS-layout folder, or synthetic videos generated on the fly) read one video at a
+time, so that a long dataset never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fsam2lib.bench.spec import check_positive
+from fsam2lib.videos.video import Video
+
+
+def cost_video(image_size: int, frames: int, seed: int = 0) -> Video:
+    """A synthetic video at the model's input size; longer than the world's 60-frame limit by
+    playing it forwards and backwards (continuous motion)."""
+    from fsam2lib.videos.world import WorldConfig, make_video
+
+    check_positive("frames", frames)
+    base_len = min(max(frames, 8), 60)
+    config = WorldConfig(height=image_size, width=image_size, num_frames=base_len)
+    base = make_video(seed, config, split="val", name=f"cost_{image_size}px")
+    if frames == base_len:
+        return base
+    period = 2 * base_len - 2
+    index = [t % period for t in range(frames)]
+    index = np.array([i if i < base_len else period - i for i in index])
+    return Video(
+        name=f"{base.name}_pingpong{frames}",
+        frames=base.frames[index],
+        masks=base.masks[index],
+        descriptions=base.descriptions,
+    )
+
+
+@dataclass
+class VideoSource:
+    """Videos of a dataset, read one at a time."""
+
+    description: str
+    names: list[str]
+    load: Callable[[str], Video]
+    has_texts: bool
+
+
+def open_dataset(
+    dataset: str,
+    split: str = "val",
+    resolution: str = "480p",
+    max_videos: int | None = None,
+    frames: int | None = None,
+    seed: int = 0,
+    quick: bool = False,
+) -> VideoSource:
+    """A DAVIS-layout folder, or ``synthetic:SPLIT:N`` generated on the fly.
+
+    frames: synthetic videos are generated this long (default: the world's 16); a folder's
+    videos are cut to their first ``frames`` frames (default: whole videos). ``quick``: a tiny
+    run: ``max_videos`` defaults to 2 and ``frames`` to 8.
+    """
+    from fsam2lib.videos import davis
+
+    if quick:
+        max_videos = 2 if max_videos is None else max_videos
+        frames = 8 if frames is None else frames
+    check_positive("max_videos", max_videos)
+    check_positive("frames", frames)
+    if dataset.startswith("synthetic:"):
+        from fsam2lib.videos.world import WorldConfig, make_video, video_seed
+
+        parts = dataset.split(":")
+        if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) < 1:
+            raise ValueError(
+                f"synthetic dataset must read 'synthetic:SPLIT:N' (N >= 1), got {dataset!r}"
+            )
+        syn_split, count = parts[1], int(parts[2])
+        config = WorldConfig() if frames is None else WorldConfig(num_frames=frames)
+        count = count if max_videos is None else min(count, max_videos)
+        names = [f"{syn_split}_{i:04d}" for i in range(count)]
+        seeds = {name: video_seed(syn_split, i, seed) for i, name in enumerate(names)}
+
+        def load(name: str) -> Video:
+            return make_video(seeds[name], config, syn_split, name)
+
+        desc = f"synthetic {syn_split} split, {count} videos, {config.num_frames} frames"
+        return VideoSource(desc, names, load, has_texts=True)
+    root = Path(dataset)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    names = davis.list_videos(root, split)
+    if max_videos is not None:
+        names = names[:max_videos]
+    if not names:
+        raise ValueError(f"dataset {root}: split {split!r} lists no videos")
+    has_texts = bool(davis.read_descriptions(root))
+
+    def load_folder(name: str) -> Video:
+        video = davis.read_video(root, name, resolution)
+        if frames is None or frames >= video.num_frames:
+            return video
+        return Video(
+            video.name,
+            video.frames[:frames],
+            video.masks[:frames],
+            video.descriptions,
+            video.frame_names[:frames],
+            video.annotated[:frames],
+        )
+
+    cut = "" if frames is None else f", first {frames} frames"
+    return VideoSource(f"{root} ({split}, {len(names)} videos{cut})", names, load_folder, has_texts)
