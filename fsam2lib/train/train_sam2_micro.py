@@ -15,16 +15,29 @@ last), and early on some memory frames are encoded from the ground-truth mask in
 model's own prediction (teacher forcing, annealed to zero), so memory attention sees a clean
 "which object" signal before the decoder is good.
 
-Resumable (``--resume``), seeded, logs JSON lines next to the run's checkpoint.
+Two worlds (``--world``): ``classic`` (the first world, made harder over the run) and
+``broad`` (each clip draws its own world from :mod:`fsam2lib.videos.worlds`: aspect ratios,
+photo backgrounds, motion models, camera and sensor effects), where ``--max-stride`` also
+speeds clips up as if every k-th frame were kept (SAM2 samples clips with a random temporal
+stride for the same reason: a slow world then also yields fast clips).
+
+Resumable (``--resume``), seeded, logs JSON lines next to the run's checkpoint. A run longer
+than one sitting resumes from its weights file (``--out``) alone when the run directory is
+gone (a new machine): the weights file records step, elapsed time and generator state, and
+the optimiser restarts with a short warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +48,7 @@ from tqdm.auto import tqdm
 from fsam2lib.models.sam2 import load_sam2
 from fsam2lib.videos.frames import to_model_input
 from fsam2lib.videos.world import WorldConfig, make_video, video_seed
+from fsam2lib.videos.worlds import sample_world
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
 
@@ -59,6 +73,9 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     image_size: int = 256
+    world: str = "classic"  # "classic" (difficulty curriculum) or "broad" (see worlds.py)
+    max_stride: int = 1  # broad world: clips sped up by a random factor 1..max_stride
+    max_objects: int = 3  # targets per clip (at least two)
 
 
 # Curriculum over the world's difficulty: (share of the budget it starts at, world overrides).
@@ -70,14 +87,34 @@ WORLD_CURRICULUM: tuple[tuple[float, dict], ...] = (
 )
 
 
-def world_at(progress: float, cfg: TrainConfig, num_frames: int) -> WorldConfig:
-    """The training world at ``progress`` (0..1 of the budget): easy first, the full world last."""
+def world_at(
+    progress: float, cfg: TrainConfig, num_frames: int, rng: np.random.Generator | None = None
+) -> WorldConfig:
+    """The training world of one clip at ``progress`` (0..1 of the budget). Classic: easy
+    first, the full world last. Broad: a world drawn from the broad family, sped up by a
+    random temporal stride (speed and spin times the stride, within WorldConfig's limits)."""
+    if cfg.world == "broad":
+        world = sample_world(
+            "broad",
+            rng,
+            num_frames=max(8, num_frames),
+            height=cfg.image_size,
+            min_objects=2,
+            max_objects=cfg.max_objects,
+        )
+        stride = int(rng.integers(1, cfg.max_stride + 1))
+        return dataclasses.replace(
+            world,
+            max_speed=min(0.2, world.max_speed * stride),
+            max_rotation=min(45.0, world.max_rotation * stride),
+        )
     overrides = [o for start, o in WORLD_CURRICULUM if progress >= start][-1]
     return WorldConfig(
         height=cfg.image_size,
         width=cfg.image_size,
         num_frames=max(8, num_frames),
         min_objects=2,  # two or more targets per clip: "this object, not that one"
+        max_objects=cfg.max_objects,
         **overrides,
     )
 
@@ -120,12 +157,17 @@ class Batch:
 
 
 def make_batch(
-    rng: np.random.Generator, cfg: TrainConfig, num_frames: int, world: WorldConfig
+    rng: np.random.Generator,
+    cfg: TrainConfig,
+    num_frames: int,
+    world: WorldConfig | Callable[[], WorldConfig],
 ) -> Batch:
-    """Clips of the world's videos (their first ``num_frames`` frames) and per-object targets."""
+    """Clips (their first ``num_frames`` frames) and per-object targets, each clip from
+    ``world`` (or from a fresh ``world()`` per clip when it is a callable)."""
     images, targets, clip_of = [], [], []
     while len(images) < cfg.clips:
-        video = make_video(int(rng.integers(2**31)), world, split="train")
+        config = world() if callable(world) else world
+        video = make_video(int(rng.integers(2**31)), config, split="train")
         frames, masks = video.frames[:num_frames], video.masks[:num_frames]
         first = masks[0]
         visible = [k for k in video.descriptions if (first == k).sum() >= 16]
@@ -133,7 +175,11 @@ def make_batch(
             continue
         chosen = rng.permutation(visible)[: cfg.objects_per_clip]
         for k in chosen:
-            targets.append(torch.from_numpy(masks == k).float())
+            target = torch.from_numpy(masks == k).float()
+            if target.shape[-2:] != (cfg.image_size, cfg.image_size):  # frames are squashed too
+                size = (cfg.image_size, cfg.image_size)
+                target = F.interpolate(target[:, None], size=size, mode="nearest")[:, 0]
+            targets.append(target)
             clip_of.append(len(images))
         images.append(to_model_input(frames, cfg.image_size))
     masks = torch.stack(targets, dim=1)[:, :, None]  # [T, B, 1, S, S]
@@ -236,10 +282,11 @@ def video_loss(
     return losses
 
 
-def lr_at(step: int, elapsed: float, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay over the wall-clock budget (the budget, not steps, ends training)."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+def lr_at(step: int, elapsed: float, cfg: TrainConfig, since: int = 0) -> float:
+    """Linear warm-up over the ``warmup_steps`` after step ``since`` (the optimiser's start),
+    then cosine decay over the wall-clock budget (the budget, not steps, ends training)."""
+    if step - since < cfg.warmup_steps:
+        return cfg.lr * (step - since + 1) / cfg.warmup_steps
     progress = min(1.0, elapsed / (cfg.minutes * 60))
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
@@ -264,7 +311,13 @@ def train(
     rng = np.random.default_rng(video_seed("train", 0, cfg.seed))
     step, elapsed_before = 0, 0.0
     ckpt_path = run_dir / "checkpoint.pt"
-    if resume and ckpt_path.is_file():
+    optimiser_from = 0  # step at which this optimiser started (its warm-up counts from there)
+    if resume and not ckpt_path.is_file():
+        if not out.is_file():
+            raise FileNotFoundError(f"--resume: neither {ckpt_path} nor {out} exists")
+        step, elapsed_before, rng = _load_weights_checkpoint(model, out)
+        optimiser_from = step
+    elif resume:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -280,42 +333,45 @@ def train(
     )
     last_save = time.time()
     history = []
-    while step < cfg.max_steps and (elapsed := time.time() - start) < cfg.minutes * 60:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, elapsed, cfg)
-        progress = elapsed / (cfg.minutes * 60)
-        frames = clip_length(elapsed, cfg)
-        batch = make_batch(rng, cfg, frames, world_at(progress, cfg, frames))
-        kind = kinds[int(rng.choice(3, p=cfg.prompt_mix))]
-        forcing = teacher_forcing_at(progress, cfg)
-        losses = video_loss(model, batch, kind, cfg, rng, forcing)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        record = {k: round(_scalar(v), 4) for k, v in losses.items()}
-        record.update(
-            step=step,
-            elapsed=round(elapsed, 1),
-            frames=batch.num_frames,
-            prompt=kind,
-            forcing=round(forcing, 3),
-        )
-        history.append(record)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        bar.update(int(elapsed) - bar.n)
-        if step % 10 == 0:
-            recent = history[-50:]
-            bar.set_postfix(
+    try:
+        while step < cfg.max_steps and (elapsed := time.time() - start) < cfg.minutes * 60:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, elapsed, cfg, optimiser_from)
+            progress = elapsed / (cfg.minutes * 60)
+            frames = clip_length(elapsed, cfg)
+            batch = make_batch(rng, cfg, frames, partial(world_at, progress, cfg, frames, rng))
+            kind = kinds[int(rng.choice(3, p=cfg.prompt_mix))]
+            forcing = teacher_forcing_at(progress, cfg)
+            losses = video_loss(model, batch, kind, cfg, rng, forcing)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            record = {k: round(_scalar(v), 4) for k, v in losses.items()}
+            record.update(
                 step=step,
-                loss=f"{np.mean([r['total'] for r in recent]):.3f}",
-                iou=f"{np.mean([r['iou_metric'] for r in recent]):.3f}",
+                elapsed=round(elapsed, 1),
+                frames=batch.num_frames,
+                prompt=kind,
+                forcing=round(forcing, 3),
             )
-        if time.time() - last_save > 300:
-            _save(model, opt, step, time.time() - start, rng, ckpt_path, out)
-            last_save = time.time()
+            history.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.update(int(elapsed) - bar.n)
+            if step % 10 == 0:
+                recent = history[-50:]
+                bar.set_postfix(
+                    step=step,
+                    loss=f"{np.mean([r['total'] for r in recent]):.3f}",
+                    iou=f"{np.mean([r['iou_metric'] for r in recent]):.3f}",
+                )
+            if time.time() - last_save > 300:
+                _save(model, opt, step, time.time() - start, rng, ckpt_path, out)
+                last_save = time.time()
+    except KeyboardInterrupt:  # a sitting ends (Ctrl-C / SIGINT): save where the run stands
+        pass
     bar.close()
     _save(model, opt, step, time.time() - start, rng, ckpt_path, out)
     summary = {"steps": step, "wall_seconds": round(time.time() - start, 1), "config": asdict(cfg)}
@@ -342,7 +398,39 @@ def _save(model, opt, step, elapsed, rng, ckpt_path: Path, out: Path) -> None:
         ckpt_path,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    progress = {
+        "step": str(step),
+        "elapsed": f"{elapsed:.1f}",
+        "rng": json.dumps(rng.bit_generator.state),
+    }
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out), progress)
+
+
+def _load_weights_checkpoint(model, path: Path) -> tuple[int, float, np.random.Generator]:
+    """Resume from a weights file written by ``_save``: its weights, step, elapsed time and
+    generator state (the optimiser is not in it and restarts)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as handle:
+        meta = handle.metadata() or {}
+    if "step" not in meta:
+        raise ValueError(f"{path} records no training progress; start a run with --init instead")
+    model.load_state_dict(load_file(str(path)))
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(meta["rng"])
+    return int(meta["step"]), float(meta["elapsed"]), rng
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM end the sitting cleanly (the loop saves where the run stands), also
+    when the run was started in the background, where SIGINT would otherwise be ignored."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -367,6 +455,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--world", choices=("classic", "broad"), default=TrainConfig.world)
+    parser.add_argument("--max-stride", type=int, default=TrainConfig.max_stride)
+    parser.add_argument("--max-objects", type=int, default=TrainConfig.max_objects)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/sam2_micro"))
     parser.add_argument("--out", type=Path, default=Path("data/sam2_micro.safetensors"))
@@ -394,9 +485,13 @@ def main(argv: list[str] | None = None) -> None:
         teacher_forcing_until=args.teacher_forcing_until,
         seed=args.seed,
         threads=args.threads,
+        world=args.world,
+        max_stride=args.max_stride,
+        max_objects=args.max_objects,
     )
     if args.resume and args.init:
         parser.error("--resume and --init exclude each other")
+    _stop_on_signals()
     summary = train(cfg, args.run_dir, args.out, resume=args.resume, init=args.init)
     print(json.dumps({k: summary[k] for k in ("steps", "wall_seconds")}), "->", args.out)
 

@@ -1,5 +1,10 @@
 """Backgrounds of the synthetic world: plain colour, procedural clutter, or crops of real
-images shipped with matplotlib. Clutter is muted so that objects stand out by colour.
+images shipped inside installed packages (matplotlib's and scikit-image's sample data).
+Clutter is muted so that objects stand out by colour; photos are used as they are.
+
+Photos come in disjoint sets so that a world can be judged on backgrounds its training never
+saw: ``PHOTO_SETS["train"]`` for training and the own val/test splits, ``["held_out"]`` only
+for the held-out world, ``["classic"]`` the three images of the first worlds.
 """
 
 from __future__ import annotations
@@ -13,24 +18,60 @@ from matplotlib import cbook, colormaps
 from matplotlib.colors import LightSource, hsv_to_rgb
 from PIL import Image, ImageDraw
 
-PHOTO_SOURCES = ("grace_hopper.jpg", "jacksboro_fault_dem.npz", "s1045.ima.gz")
+#: Real images by set. Plain names are matplotlib sample files; ``skimage:NAME`` are
+#: ``skimage.data`` images bundled with scikit-image (no download).
+PHOTO_SETS: dict[str, tuple[str, ...]] = {
+    "classic": ("grace_hopper.jpg", "jacksboro_fault_dem.npz", "s1045.ima.gz"),
+    "train": (
+        "grace_hopper.jpg",
+        "jacksboro_fault_dem.npz",
+        "s1045.ima.gz",
+        "skimage:astronaut",
+        "skimage:coffee",
+        "skimage:chelsea",
+        "skimage:motorcycle",
+        "skimage:immunohistochemistry",
+        "skimage:brick",
+        "skimage:grass",
+        "skimage:camera",
+        "skimage:coins",
+    ),
+    "held_out": (
+        "skimage:rocket",
+        "skimage:retina",
+        "skimage:hubble_deep_field",
+        "skimage:gravel",
+        "skimage:moon",
+        "skimage:page",
+        "skimage:colorwheel",
+    ),
+}
+PHOTO_SOURCES = tuple(dict.fromkeys(name for names in PHOTO_SETS.values() for name in names))
 #: Probabilities of plain / procedural / photo backgrounds when ``background="mixed"``.
 MIXED_WEIGHTS = (0.15, 0.45, 0.40)
 MAX_BACKGROUND_SATURATION = 0.45
 
 
 def background(
-    kind: str, rng: np.random.Generator, height: int, width: int, unit: float
+    kind: str,
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    unit: float,
+    photos: str = "classic",
 ) -> np.ndarray:
     """uint8 [height, width, 3] background of the given kind; its clutter is muted
-    (saturation <= MAX_BACKGROUND_SATURATION) so objects stand out by colour, not by shape."""
+    (saturation <= MAX_BACKGROUND_SATURATION) so objects stand out by colour, not by shape.
+    ``photos`` names the ``PHOTO_SETS`` entry that photo backgrounds are drawn from."""
     if kind == "plain":
         colour = _muted_colours(rng, 1)[0]
         return np.broadcast_to(colour, (height, width, 3)).copy()
     if kind == "procedural":
         return _procedural(rng, height, width, unit)
     if kind == "photo":
-        return _photo_crop(rng, height, width)
+        if photos not in PHOTO_SETS:
+            raise ValueError(f"unknown photo set {photos!r}; expected one of {sorted(PHOTO_SETS)}")
+        return _photo_crop(rng, height, width, PHOTO_SETS[photos])
     raise ValueError(f"unknown background kind {kind!r}; expected plain, procedural or photo")
 
 
@@ -87,6 +128,8 @@ def _procedural(rng: np.random.Generator, height: int, width: int, unit: float) 
 @cache
 def photo_image(name: str) -> Image.Image:
     """A PHOTO_SOURCES image as an RGB PIL image (loaded once)."""
+    if name.startswith("skimage:"):
+        return _skimage_image(name.removeprefix("skimage:"))
     path = cbook.get_sample_data(name, asfileobj=False)
     if not Path(path).is_file():
         raise FileNotFoundError(f"matplotlib sample data {name!r} is missing (looked at {path})")
@@ -112,10 +155,12 @@ def photo_image(name: str) -> Image.Image:
     raise ValueError(f"{name!r} is not one of PHOTO_SOURCES {PHOTO_SOURCES}")
 
 
-def _photo_crop(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _photo_crop(
+    rng: np.random.Generator, height: int, width: int, names: tuple[str, ...]
+) -> np.ndarray:
     """A random crop (40-100 % of the largest one with this aspect) of a random real image,
     resized to [height, width], maybe mirrored."""
-    source = photo_image(PHOTO_SOURCES[int(rng.integers(len(PHOTO_SOURCES)))])
+    source = photo_image(names[int(rng.integers(len(names)))])
     sw, sh = source.size
     aspect = width / height
     crop_h = min(sh, sw / aspect) * rng.uniform(0.4, 1.0)
@@ -127,3 +172,17 @@ def _photo_crop(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     if rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return np.asarray(image).copy()
+
+
+def _skimage_image(name: str) -> Image.Image:
+    """A scikit-image sample image (bundled with the package) as RGB."""
+    from skimage import data
+
+    if name == "motorcycle":
+        pixels = data.stereo_motorcycle()[0]
+    else:
+        pixels = getattr(data, name)()
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, -1)
+    return Image.fromarray(pixels[..., :3].astype(np.uint8))

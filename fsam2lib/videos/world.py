@@ -36,11 +36,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fsam2lib.text.vocab import HELD_OUT_COMBOS, combos_for_split, describe
-from fsam2lib.videos.backgrounds import MIXED_WEIGHTS, background
+from fsam2lib.videos.backgrounds import MIXED_WEIGHTS, PHOTO_SETS, background
+from fsam2lib.videos.effects import Effects, apply_effects, sample_effects
 from fsam2lib.videos.paint import BOUND, Appearance, paint_object, rasterise, sample_appearance
 from fsam2lib.videos.video import Video
 
 BACKGROUNDS = ("plain", "procedural", "photo", "mixed")
+#: How an object that stays in frame moves: a smooth persistent random walk through waypoints,
+#: a periodic (Lissajous) orbit, or straight lines that bounce off the frame's edges.
+MOTIONS = ("waypoints", "periodic", "bounce")
 # Object radius r (fraction of unit): ordinary targets/distractors, and the size-pair members.
 RADIUS_RANGE = (0.06, 0.12)
 SMALL_RADIUS_RANGE = (0.04, 0.05)
@@ -79,6 +83,17 @@ class WorldConfig:
     size_pair_prob: float = 0.15  # chance of two same colour+shape targets told apart by size
     leave_prob: float = 0.35  # chance that a target leaves the frame (and maybe comes back)
     occlusion_prob: float = 0.7  # chance that an object is steered across a target, above it
+    # Broader worlds (the defaults keep the first world's videos exactly as they were):
+    photos: str = "classic"  # backgrounds.PHOTO_SETS entry that photo backgrounds come from
+    motions: tuple[str, ...] = ("waypoints",)  # MOTIONS an in-frame object draws its motion from
+    size_pulse: float = 0.0  # amplitude of a periodic size change, fraction of the radius
+    near_prob: float = 0.0  # chance that a distractor is steered to pass close by a target
+    max_zoom: float = 1.0  # camera magnification drawn in [1, max_zoom] (start and end)
+    max_roll: float = 0.0  # camera roll in degrees drawn in [-max_roll, max_roll]
+    lighting_drift: float = 0.0  # amplitude of a slow brightness drift (0.2 = +-20 %)
+    blur: float = 0.0  # largest Gaussian blur sigma, fraction of unit (0.01 = 2.6 px at 256)
+    noise: float = 0.0  # largest sensor-noise standard deviation, in 0..255 units
+    jpeg_quality: int = 0  # lowest JPEG quality of the round trip (0: no JPEG)
 
     def __post_init__(self) -> None:
         _check_int_range("height", self.height, 64, 2160)
@@ -101,6 +116,39 @@ class WorldConfig:
         _check_float_range("texture", self.texture, 0.0, 0.4)
         for name in ("held_out_fraction", "size_pair_prob", "leave_prob", "occlusion_prob"):
             _check_float_range(name, getattr(self, name), 0.0, 1.0)
+        if self.photos not in PHOTO_SETS:
+            raise ValueError(
+                f"WorldConfig.photos={self.photos!r}; expected one of {sorted(PHOTO_SETS)}"
+            )
+        if (
+            not isinstance(self.motions, tuple)
+            or not self.motions
+            or any(m not in MOTIONS for m in self.motions)
+        ):
+            raise ValueError(
+                f"WorldConfig.motions must be a non-empty tuple of {MOTIONS}, got {self.motions!r}"
+            )
+        _check_float_range("size_pulse", self.size_pulse, 0.0, 0.5)
+        _check_float_range("near_prob", self.near_prob, 0.0, 1.0)
+        _check_float_range("max_zoom", self.max_zoom, 1.0, 2.0)
+        _check_float_range("max_roll", self.max_roll, 0.0, 15.0)
+        _check_float_range("lighting_drift", self.lighting_drift, 0.0, 0.5)
+        _check_float_range("blur", self.blur, 0.0, 0.05)
+        _check_float_range("noise", self.noise, 0.0, 40.0)
+        if self.jpeg_quality != 0:
+            _check_int_range("jpeg_quality", self.jpeg_quality, 10, 95)
+
+    @property
+    def has_effects(self) -> bool:
+        """Whether videos get camera / sensor effects after painting (see ``effects``)."""
+        return (
+            self.max_zoom > 1.0
+            or self.max_roll > 0
+            or self.lighting_drift > 0
+            or self.blur > 0
+            or self.noise > 0
+            or self.jpeg_quality > 0
+        )
 
     @property
     def unit(self) -> int:
@@ -157,6 +205,7 @@ class Scene:
     camera: np.ndarray  # int [T, 2] (x, y) of the frame's top-left corner in the background
     background: str  # "plain" | "procedural" | "photo"
     background_seed: int
+    effects: Effects | None = None  # camera / sensor effects applied after painting
 
     @property
     def targets(self) -> list[ObjectSpec]:
@@ -246,8 +295,12 @@ class _Plan:
     radii: np.ndarray
     angles: np.ndarray
     leave_edge: int | None = None  # 0 left, 1 right, 2 top, 3 bottom
-    occludes: int | None = None  # index of the plan this object is steered over
+    occludes: int | None = None  # index of the plan this object is steered over (or near)
+    near: bool = False  # steered to pass close by ``occludes`` instead of over it
     world: np.ndarray | None = None  # [n_waypoints, 2]
+    path: np.ndarray | None = (
+        None  # [T, 2] per-frame world positions (motions other than waypoints)
+    )
 
     @property
     def bound(self) -> np.ndarray:
@@ -272,6 +325,7 @@ def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "tra
     plans.sort(key=lambda p: (p.size_word is None, p.obj_id == 0))
     _plan_leaving(rng, cfg, plans)
     _plan_occlusion(rng, cfg, plans)
+    _plan_near(rng, cfg, plans)
 
     placed: list[_Plan] = []
     for plan in plans:
@@ -290,7 +344,8 @@ def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "tra
     objects = []
     for k in order:
         plan = plans[k]
-        centers = _spline(plan.world, times, n_frames) - camera
+        path = plan.path if plan.path is not None else _spline(plan.world, times, n_frames)
+        centers = path - camera
         if not cfg.enter_leave:  # keep every object wholly inside the frame
             low = plan.bound[:, None]
             high = np.array([cfg.width, cfg.height], dtype=float) - low
@@ -307,7 +362,20 @@ def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "tra
                 plan.radii,
             )
         )
-    return Scene(cfg, split, seed, tuple(objects), camera, background, int(rng.integers(2**63)))
+    background_seed = int(rng.integers(2**63))
+    effects = None
+    if cfg.has_effects:  # a stream of its own: the scene above is drawn as without effects
+        effects = sample_effects(
+            np.random.default_rng([seed, 1]),
+            n_frames,
+            cfg.max_zoom,
+            cfg.max_roll,
+            cfg.lighting_drift,
+            cfg.blur * cfg.unit,
+            cfg.noise,
+            cfg.jpeg_quality,
+        )
+    return Scene(cfg, split, seed, tuple(objects), camera, background, background_seed, effects)
 
 
 def _sample_camera(rng: np.random.Generator, cfg: WorldConfig) -> np.ndarray:
@@ -377,6 +445,10 @@ def _new_plan(
         min(cfg.max_scale_change, SIZE_PAIR_SCALE_CHANGE) if size_word else cfg.max_scale_change
     )
     radii = _scale_track(rng, rng.uniform(*ranges[size_word]) * unit, change, n)
+    if cfg.size_pulse > 0 and size_word is None:  # size pairs keep their size gap
+        period, phase = rng.uniform(6, 30), rng.uniform(0, 2 * np.pi)
+        amplitude = rng.uniform(0, cfg.size_pulse)
+        radii = radii * (1 + amplitude * np.sin(2 * np.pi * np.arange(n) / period + phase))
     spin = np.deg2rad(rng.uniform(-cfg.max_rotation, cfg.max_rotation))
     angles = rng.uniform(0, 2 * np.pi) + spin * np.arange(n)
     return _Plan(combo[0], combo[1], size_word, obj_id, radii, angles)
@@ -439,6 +511,16 @@ def _plan_occlusion(rng: np.random.Generator, cfg: WorldConfig, plans: list[_Pla
         plans[candidates[int(rng.integers(len(candidates)))]].occludes = victim
 
 
+def _plan_near(rng: np.random.Generator, cfg: WorldConfig, plans: list[_Plan]) -> None:
+    """Steer some distractors to pass close by a target (a look-alike brushing past it)."""
+    if cfg.near_prob == 0:
+        return
+    targets = [i for i, p in enumerate(plans) if p.obj_id > 0 and p.leave_edge is None]
+    for plan in plans:
+        if plan.obj_id == 0 and plan.occludes is None and targets and rng.random() < cfg.near_prob:
+            plan.occludes, plan.near = targets[int(rng.integers(len(targets)))], True
+
+
 # Trajectories are waypoints in background ("world") coordinates: an object that does not move
 # in the world moves with the background when the camera pans. Constraints (inside the frame,
 # out of it, on top of another object) are stated in frame coordinates at waypoint times,
@@ -494,6 +576,52 @@ def _walk(
         plan.world[j] = frame + camera[times[j]]
 
 
+def _move(
+    rng: np.random.Generator,
+    cfg: WorldConfig,
+    plan: _Plan,
+    camera: np.ndarray,
+    times: np.ndarray,
+    motion: str,
+) -> None:
+    """Set ``plan.path`` frame by frame from ``plan.world[0]`` with a periodic or bouncing
+    motion, kept inside the frame; waypoints are sampled from it for later placements."""
+    n = cfg.num_frames
+    speed = rng.uniform(0.3, 1.0) * cfg.max_speed * cfg.unit
+    start = plan.world[0] - camera[0]
+    size = np.array([cfg.width, cfg.height], dtype=float)
+    frame = np.empty((n, 2))
+    if motion == "periodic":  # Lissajous orbit through the start; peak speed about ``speed``
+        omega = 2 * np.pi / rng.uniform(8, 40)
+        ratio = rng.choice([0.5, 1.0, 1.0, 2.0])
+        phase = rng.uniform(0, 2 * np.pi, 2)
+        amp = speed / omega * rng.uniform(0.4, 1.0, 2) / np.array([1.0, max(ratio, 1.0)])
+        amp = np.minimum(amp, size / 3)
+        t = np.arange(n)[:, None]
+        wave = np.sin(t * omega * np.array([1.0, ratio]) + phase)
+        frame[:] = start + amp * (wave - np.sin(phase))
+        for j in range(n):
+            frame[j] = _clamp_inside(frame[j], plan.bound[j], cfg)
+    elif motion == "bounce":  # straight lines, mirrored at the frame's edges
+        heading = rng.uniform(0, 2 * np.pi)
+        velocity = speed * np.array([np.cos(heading), np.sin(heading)])
+        frame[0] = start
+        for j in range(1, n):
+            p = frame[j - 1] + velocity
+            low, high = plan.bound[j], size - plan.bound[j]
+            for axis in range(2):
+                if p[axis] < low or p[axis] > high[axis]:
+                    velocity[axis] = -velocity[axis]
+                    p[axis] = np.clip(
+                        2 * np.clip(p[axis], low, high[axis]) - p[axis], low, high[axis]
+                    )
+            frame[j] = p
+    else:
+        raise ValueError(f"unknown motion {motion!r}; expected one of {MOTIONS}")
+    plan.path = frame + camera
+    plan.world = plan.path[times].copy()
+
+
 def _place(
     rng: np.random.Generator,
     cfg: WorldConfig,
@@ -512,7 +640,15 @@ def _place(
     plan.occludes = None
     entering = plan.obj_id == 0 and cfg.enter_leave and rng.random() < 0.4
     if not entering and _place_inside(rng, cfg, plan, placed, camera):
-        _walk(rng, cfg, plan, camera, times, 0)
+        motion = (
+            cfg.motions[int(rng.integers(len(cfg.motions)))]
+            if len(cfg.motions) > 1
+            else cfg.motions[0]
+        )
+        if motion == "waypoints":
+            _walk(rng, cfg, plan, camera, times, 0)
+        else:
+            _move(rng, cfg, plan, camera, times, motion)
     else:  # only distractors, and only when objects may enter
         _place_entering(rng, cfg, plan, camera, times)
 
@@ -604,7 +740,12 @@ def _place_occluder(
     victim = placed[plan.occludes]  # placement follows plan order; victims come first
     k = int(rng.integers(1, len(times)))
     tk, b0 = times[k], plan.bound[0]
-    offset = rng.normal(0.0, 0.15, 2) * victim.bound[tk]
+    if plan.near:  # beside the victim, just clear of it
+        angle = rng.uniform(0, 2 * np.pi)
+        gap = (victim.bound[tk] + plan.bound[tk]) * rng.uniform(0.95, 1.3)
+        offset = gap * np.array([np.cos(angle), np.sin(angle)])
+    else:
+        offset = rng.normal(0.0, 0.15, 2) * victim.bound[tk]
     meet = victim.world[k] + offset
     reach = 2 * cfg.max_speed * cfg.unit * tk
     for _ in range(_PLACEMENT_TRIES):
@@ -631,7 +772,7 @@ def _paint(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n, h, w = cfg.num_frames, cfg.height, cfg.width
     rng = np.random.default_rng(scene.background_seed)
     canvas = background(
-        scene.background, rng, h + camera[:, 1].max(), w + camera[:, 0].max(), cfg.unit
+        scene.background, rng, h + camera[:, 1].max(), w + camera[:, 0].max(), cfg.unit, cfg.photos
     )
     frames = np.empty((n, h, w, 3), dtype=np.uint8)
     masks = np.zeros((n, h, w), dtype=np.uint8)
@@ -646,6 +787,8 @@ def _paint(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 areas[t, k] = paint_object(
                     frames[t], masks[t], obj.obj_id, obj.appearance, hit, r, theta
                 )
+    if scene.effects is not None:
+        apply_effects(frames, masks, scene.effects)
     return frames, masks, areas
 
 
