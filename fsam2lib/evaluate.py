@@ -13,7 +13,8 @@ maps, as DAVIS expects).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from fsam2lib.metrics import VideoScores, evaluate_video, summarize
+from fsam2lib.metrics import VideoScores, bootstrap_interval, evaluate_video, summarize
 from fsam2lib.videos.frames import init_state_from_frames
 from fsam2lib.videos.video import Video
 
@@ -146,60 +147,128 @@ def evaluate_videos(
     return summarize(scores), scores, seconds / max(frames, 1)
 
 
-def synthetic_suite(
-    split: str, num_videos: int, frames: int = 16, seed: int = 0
-) -> dict[str, list[Video]]:
-    """The model card's evaluation videos: single-object and multi-object (with occlusion)."""
-    from fsam2lib.videos.world import WorldConfig, make_split
+WORLDS = ("classic", "broad", "held_out")
 
-    single = WorldConfig(num_frames=frames, min_objects=1, max_objects=1)
-    multi = WorldConfig(num_frames=frames, min_objects=2, max_objects=3, occlusion=True)
+
+def synthetic_suite(
+    split: str, num_videos: int, frames: int = 16, seed: int = 0, world: str = "classic"
+) -> dict[str, list[Video]]:
+    """The model card's evaluation videos: single-object and multi-object (with occlusion),
+    from one world family (``fsam2lib.videos.worlds``; "classic" is the first world)."""
+    from fsam2lib.videos.world import WorldConfig, make_split
+    from fsam2lib.videos.worlds import family_split
+
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; expected one of {WORLDS}")
+    if world == "classic":
+        single = WorldConfig(num_frames=frames, min_objects=1, max_objects=1)
+        multi = WorldConfig(num_frames=frames, min_objects=2, max_objects=3, occlusion=True)
+        return {
+            "single-object": list(make_split(split, num_videos, single, base_seed=seed)),
+            "multi-object": list(make_split(split, num_videos, multi, base_seed=seed + 1)),
+        }
     return {
-        "single-object": list(make_split(split, num_videos, single, base_seed=seed)),
-        "multi-object": list(make_split(split, num_videos, multi, base_seed=seed + 1)),
+        "single-object": list(
+            family_split(world, split, num_videos, frames, 256, 1, 1, base_seed=seed)
+        ),
+        "multi-object": list(
+            family_split(world, split, num_videos, frames, 256, 2, 4, base_seed=seed + 1)
+        ),
+    }
+
+
+@contextmanager
+def memory_bypassed(predictor) -> Iterator[None]:
+    """Within the block every frame gets SAM2's no-memory features (the current frame's
+    tokens + ``no_mem_embed``, as on a first prompted frame) instead of memory attention's
+    output: the ablation that tells whether a model's memory helps it track."""
+
+    def no_memory(*, current_vision_feats, feat_sizes, **_):  # SAM2 calls it by keyword
+        tokens = current_vision_feats[-1] + predictor.no_mem_embed  # [H*W, B, C]
+        (h, w), b = feat_sizes[-1], tokens.shape[1]
+        return tokens.permute(1, 2, 0).reshape(b, -1, h, w)
+
+    predictor._prepare_memory_conditioned_features = no_memory
+    try:
+        yield
+    finally:
+        del predictor._prepare_memory_conditioned_features
+
+
+def _row(split: str, world: str, kind: str, protocol: str, scores, seconds: float) -> dict:
+    summary = summarize(scores)
+    low, high = bootstrap_interval(scores)
+    return {
+        "world": world,
+        "split": split,
+        "videos": kind,
+        "protocol": protocol,
+        "J&F": 100 * summary["J&F-Mean"],
+        "ci95": [100 * low, 100 * high],
+        "J": 100 * summary["J-Mean"],
+        "F": 100 * summary["F-Mean"],
+        "num_videos": summary["videos"],
+        "objects": summary["objects"],
+        "s/frame": seconds,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m fsam2lib.evaluate``: J&F of a SAM2 model on synthetic val/test suites."""
+    """``python -m fsam2lib.evaluate``: J&F of a SAM2 model on synthetic suites, each row with a
+    95 % bootstrap interval over videos."""
     import argparse
     import json
+    import shlex
+    import sys
 
     from fsam2lib.models.sam2 import load_sam2, weights_label
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", default="micro")
     parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--splits", default="val,test")
+    parser.add_argument("--worlds", default="broad,held_out", help=f"comma list of {WORLDS}")
+    parser.add_argument("--splits", default="val")
     parser.add_argument("--protocols", default="mask,click")
-    parser.add_argument("--num-videos", type=int, default=30)
+    parser.add_argument("--num-videos", type=int, default=20)
     parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--memory-bypass",
+        action="store_true",
+        help="add multi-object rows with memory attention bypassed (does memory help?)",
+    )
     parser.add_argument("--json", type=str, default=None)
     args = parser.parse_args(argv)
+    worlds = args.worlds.split(",")
+    for world in worlds:
+        if world not in WORLDS:
+            parser.error(f"unknown world {world!r}; expected one of {WORLDS}")
     predictor = load_sam2(args.model, checkpoint=args.checkpoint)
-    results = {"model": weights_label(predictor), "frames": args.frames, "rows": []}
-    for split in args.splits.split(","):
-        for kind, videos in synthetic_suite(split, args.num_videos, args.frames).items():
-            for protocol in args.protocols.split(","):
-                summary, _, sec = evaluate_videos(
-                    predictor, videos, protocol, desc=f"{split} {kind} {protocol}"
-                )
-                row = {
-                    "split": split,
-                    "videos": kind,
-                    "protocol": protocol,
-                    "J&F": 100 * summary["J&F-Mean"],
-                    "J": 100 * summary["J-Mean"],
-                    "F": 100 * summary["F-Mean"],
-                    "objects": summary["objects"],
-                    "s/frame": sec,
-                }
-                results["rows"].append(row)
-                print(
-                    f"{split:5s} {kind:14s} {protocol:5s} J&F {row['J&F']:.1f} (J {row['J']:.1f}, "
-                    f"F {row['F']:.1f}) over {row['objects']} objects, {sec:.3f} s/frame",
-                    flush=True,
-                )
+    command = "python -m fsam2lib.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    results = {"model": weights_label(predictor), "frames": args.frames, "command": command}
+    results["rows"] = []
+    for world in worlds:
+        for split in args.splits.split(","):
+            suite = synthetic_suite(split, args.num_videos, args.frames, args.seed, world)
+            for kind, videos in suite.items():
+                runs = [(protocol, False) for protocol in args.protocols.split(",")]
+                if args.memory_bypass and kind == "multi-object":
+                    runs.append(("mask", True))
+                for protocol, bypass in runs:
+                    label = f"{kind}, memory bypassed" if bypass else kind
+                    with memory_bypassed(predictor) if bypass else nullcontext():
+                        _, scores, sec = evaluate_videos(
+                            predictor, videos, protocol, desc=f"{world} {split} {label} {protocol}"
+                        )
+                    row = _row(split, world, label, protocol, scores, sec)
+                    results["rows"].append(row)
+                    print(
+                        f"{world:9s} {split:5s} {label:32s} {protocol:5s} J&F {row['J&F']:.1f} "
+                        f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}] over {row['num_videos']} "
+                        f"videos ({row['objects']} objects), {sec:.3f} s/frame",
+                        flush=True,
+                    )
+    print(command)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -325,6 +325,28 @@ def summarize(scores: list[VideoScores]) -> dict[str, float]:
     return summary
 
 
+def bootstrap_interval(
+    scores: list[VideoScores], level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the global J&F mean, resampling *videos* with
+    replacement (a video's objects stay together: they share its difficulty).
+
+    Why videos: figures from ten videos moved by 10+ J&F between neighbouring checkpoints;
+    the interval says how much of a difference the number of videos can carry.
+    """
+    if not scores:
+        raise ValueError("bootstrap_interval needs at least one VideoScores")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    sums = np.array([s.JF_per_object.sum() for s in scores])
+    counts = np.array([len(s.object_ids) for s in scores])
+    picks = np.random.default_rng(seed).integers(0, len(scores), (resamples, len(scores)))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 @dataclass
 class DatasetScores:
     """Scores of several videos; global means weight every object equally (DAVIS)."""

@@ -8,6 +8,7 @@ import pytest
 from fsam2lib.metrics import (
     DatasetScores,
     VideoScores,
+    bootstrap_interval,
     boundary_map,
     boundary_radius,
     evaluate_folder,
@@ -339,3 +340,28 @@ def test_evaluate_folder_errors(tmp_path):
         evaluate_folder(tmp_path / "gt", tmp_path / "pred", videos=["w"])
     with pytest.raises(FileNotFoundError, match="no video folders"):
         evaluate_folder(tmp_path / "pred" / "v", tmp_path / "pred")
+
+
+def _video(name: str, jf_per_object: list[float]) -> VideoScores:
+    values = np.array(jf_per_object)[:, None].repeat(3, axis=1)
+    return VideoScores(name, list(range(1, len(values) + 1)), np.arange(3), J=values, F=values)
+
+
+def test_bootstrap_interval_resamples_videos():
+    same = [_video(f"v{i}", [0.6, 0.6]) for i in range(10)]
+    assert bootstrap_interval(same) == pytest.approx((0.6, 0.6))
+    spread = [_video(f"v{i}", [v]) for i, v in enumerate(np.linspace(0.2, 1.0, 20))]
+    low, high = bootstrap_interval(spread)
+    assert low < 0.6 < high and 0.1 < high - low < 0.4
+    few_low, few_high = bootstrap_interval(spread[::4])  # 5 of the videos: a wider interval
+    assert few_high - few_low > high - low
+    # a video's objects move together: 9 failed objects in one video widen the interval more
+    # than 9 failed objects in 9 videos (same global mean, 0.5)
+    lumped = [_video("bad", [0.0] * 9), *[_video(f"g{i}", [1.0]) for i in range(9)]]
+    split = [
+        *[_video(f"b{i}", [0.0]) for i in range(9)],
+        *[_video(f"g{i}", [1.0]) for i in range(9)],
+    ]
+    assert bootstrap_interval(lumped)[0] < bootstrap_interval(split)[0] - 0.03
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_interval(spread, level=1.5)

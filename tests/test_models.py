@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from fsam2lib.evaluate import evaluate_videos, synthetic_suite
+from fsam2lib.evaluate import evaluate_videos, memory_bypassed, run_video, synthetic_suite
 from fsam2lib.models.sam2 import SAM2_MODELS, load_sam2, save_checkpoint, weights_label
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
@@ -104,3 +105,23 @@ def test_shipped_micro_sam2_segments_above_a_floor():
     assert shipped["J&F-Mean"] >= 0.75, shipped
     assert multi["J&F-Mean"] >= 0.70, multi
     assert shipped["J&F-Mean"] >= 10 * untrained["J&F-Mean"], (shipped, untrained)
+
+
+def test_memory_bypass_replaces_memory_attention_only_inside_the_block():
+    """Bypassed, tracked frames get the no-memory features: the prompted frame is unchanged,
+    later frames change; after the block the predictor tracks exactly as before."""
+    video = synthetic_suite("val", 1, frames=8)["multi-object"][0]
+    micro = load_sam2("micro")
+    calls = []
+    hook = micro.memory_attention.register_forward_hook(lambda *a: calls.append(1))
+    stock = run_video(micro, video, "mask").logits
+    ran = len(calls)
+    with memory_bypassed(micro):
+        bypassed = run_video(micro, video, "mask").logits
+    assert len(calls) == ran  # memory attention never ran inside the block
+    again = run_video(micro, video, "mask").logits
+    hook.remove()
+    assert ran > 0 and len(calls) == 2 * ran
+    assert np.array_equal(stock, again)
+    assert np.array_equal(stock[:, 0], bypassed[:, 0])
+    assert not np.allclose(stock[:, 1:], bypassed[:, 1:])
