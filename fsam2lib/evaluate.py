@@ -147,7 +147,7 @@ def evaluate_videos(
     return summarize(scores), scores, seconds / max(frames, 1)
 
 
-WORLDS = ("classic", "broad", "held_out")
+WORLDS = ("classic", "broad", "held_out", "hard")
 
 
 def synthetic_suite(

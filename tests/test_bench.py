@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -366,3 +367,14 @@ def test_long_cost_video_plays_back_and_forth():
     assert (video.frames[60] == video.frames[58]).all()  # 60 frames, then backwards
     assert (video.frames[118] == video.frames[0]).all()  # period 2 * 60 - 2
     assert video.masks[0].max() >= 1
+
+
+def test_synthetic_world_datasets():
+    source = bench.open_dataset("synthetic-held_out:val:3", frames=8)
+    assert source.names == ["held_out_val_0000", "held_out_val_0001", "held_out_val_0002"]
+    video = source.load("held_out_val_0001")
+    assert video.num_frames == 8 and video.frames.shape[2] != video.frames.shape[1]  # not square
+    again = bench.open_dataset("synthetic-held_out:val:3", frames=8).load("held_out_val_0001")
+    assert np.array_equal(video.frames, again.frames)
+    with pytest.raises(ValueError, match="WORLD one of"):
+        bench.open_dataset("synthetic-moon:val:2")

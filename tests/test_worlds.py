@@ -122,3 +122,43 @@ def test_the_first_world_is_unchanged_by_the_new_options():
     )
     assert np.array_equal(base.frames, explicit.frames)
     assert not SMALL.has_effects and sample_scene(11, SMALL, "val").effects is None
+
+
+def test_vanishing_targets_hide_then_reappear_far_away():
+    config = dataclasses.replace(
+        SMALL, vanish_prob=1.0, enter_leave=False, occlusion=False, max_distractors=0, num_frames=16
+    )
+    jumps = 0
+    for seed in range(8):
+        scene = sample_scene(seed, config)
+        video = make_video(seed, config)
+        for obj in scene.objects:
+            if obj.hidden is None:
+                continue
+            hidden = np.flatnonzero(obj.hidden)
+            assert len(hidden) >= 2 and np.all(np.diff(hidden) == 1)
+            assert not (video.masks[hidden] == obj.obj_id).any()  # wholly hidden, mask empty
+            after, before = hidden[-1] + 1, hidden[0] - 1
+            assert (video.masks[after] == obj.obj_id).any()  # back in view
+            jumps += np.linalg.norm(obj.centers[after] - obj.centers[before]) >= config.unit / 3
+    assert jumps >= 4
+
+
+def test_a_camera_cut_moves_every_object_at_once_and_keeps_targets_in_frame():
+    config = dataclasses.replace(SMALL, cut_prob=1.0, max_speed=0.005, num_frames=16)
+    cuts = 0
+    for seed in range(8):
+        scene = sample_scene(seed, config)
+        steps = np.stack(
+            [np.linalg.norm(np.diff(o.centers, axis=0), axis=1) for o in scene.objects]
+        )
+        big = steps.min(axis=0) >= 0.25 * config.unit * 0.99  # all objects jump on one frame
+        if big.any():
+            cuts += 1
+            assert big.sum() == 1
+            t = int(np.argmax(big)) + 1
+            for o in scene.objects:
+                if o.is_target:
+                    bound = o.radii[t] * BOUND[o.shape]
+                    assert bound - 1e-6 <= o.centers[t, 0] <= config.width - bound + 1e-6
+    assert cuts >= 5

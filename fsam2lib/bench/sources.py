@@ -56,7 +56,9 @@ def open_dataset(
     seed: int = 0,
     quick: bool = False,
 ) -> VideoSource:
-    """A DAVIS-layout folder, or ``synthetic:SPLIT:N`` generated on the fly.
+    """A DAVIS-layout folder, or synthetic videos generated on the fly: ``synthetic:SPLIT:N``
+    (the first world) or ``synthetic-WORLD:SPLIT:N`` with WORLD a family of
+    :mod:`fsam2lib.videos.worlds` (``broad``, ``held_out``, ``hard``; 1-4 objects a video).
 
     frames: synthetic videos are generated this long (default: the world's 16); a folder's
     videos are cut to their first ``frames`` frames (default: whole videos). ``quick``: a tiny
@@ -69,25 +71,8 @@ def open_dataset(
         frames = 8 if frames is None else frames
     check_positive("max_videos", max_videos)
     check_positive("frames", frames)
-    if dataset.startswith("synthetic:"):
-        from fsam2lib.videos.world import WorldConfig, make_video, video_seed
-
-        parts = dataset.split(":")
-        if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) < 1:
-            raise ValueError(
-                f"synthetic dataset must read 'synthetic:SPLIT:N' (N >= 1), got {dataset!r}"
-            )
-        syn_split, count = parts[1], int(parts[2])
-        config = WorldConfig() if frames is None else WorldConfig(num_frames=frames)
-        count = count if max_videos is None else min(count, max_videos)
-        names = [f"{syn_split}_{i:04d}" for i in range(count)]
-        seeds = {name: video_seed(syn_split, i, seed) for i, name in enumerate(names)}
-
-        def load(name: str) -> Video:
-            return make_video(seeds[name], config, syn_split, name)
-
-        desc = f"synthetic {syn_split} split, {count} videos, {config.num_frames} frames"
-        return VideoSource(desc, names, load, has_texts=True)
+    if dataset.startswith("synthetic"):
+        return _synthetic_source(dataset, frames, max_videos, seed)
     root = Path(dataset)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
@@ -113,3 +98,39 @@ def open_dataset(
 
     cut = "" if frames is None else f", first {frames} frames"
     return VideoSource(f"{root} ({split}, {len(names)} videos{cut})", names, load_folder, has_texts)
+
+
+def _synthetic_source(
+    dataset: str, frames: int | None, max_videos: int | None, seed: int
+) -> VideoSource:
+    from fsam2lib.videos.world import WorldConfig, make_video, video_seed
+    from fsam2lib.videos.worlds import FAMILIES, family_video
+
+    head, *rest = dataset.split(":")
+    world = head.removeprefix("synthetic").removeprefix("-") or "classic"
+    if len(rest) != 2 or not rest[1].isdigit() or int(rest[1]) < 1 or world not in FAMILIES:
+        raise ValueError(
+            "synthetic dataset must read 'synthetic:SPLIT:N' or 'synthetic-WORLD:SPLIT:N' "
+            f"(WORLD one of {FAMILIES}, N >= 1), got {dataset!r}"
+        )
+    split, count = rest[0], int(rest[1])
+    count = count if max_videos is None else min(count, max_videos)
+    num_frames = 16 if frames is None else frames
+    if world == "classic":
+        config = WorldConfig(num_frames=num_frames)
+        names = [f"{split}_{i:04d}" for i in range(count)]
+        seeds = {name: video_seed(split, i, seed) for i, name in enumerate(names)}
+
+        def load(name: str) -> Video:
+            return make_video(seeds[name], config, split, name)
+
+        desc = f"synthetic {split} split, {count} videos, {num_frames} frames"
+        return VideoSource(desc, names, load, has_texts=True)
+    names = [f"{world}_{split}_{i:04d}" for i in range(count)]
+
+    def load_family(name: str) -> Video:
+        index = names.index(name)
+        return family_video(world, split, index, num_frames, base_seed=seed)
+
+    desc = f"synthetic {world} world, {split} split, {count} videos, {num_frames} frames"
+    return VideoSource(desc, names, load_family, has_texts=True)

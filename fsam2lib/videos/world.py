@@ -94,6 +94,9 @@ class WorldConfig:
     blur: float = 0.0  # largest Gaussian blur sigma, fraction of unit (0.01 = 2.6 px at 256)
     noise: float = 0.0  # largest sensor-noise standard deviation, in 0..255 units
     jpeg_quality: int = 0  # lowest JPEG quality of the round trip (0: no JPEG)
+    # Where the previous mask misleads (the "hard" family):
+    cut_prob: float = 0.0  # chance of one camera cut: the view jumps, every object with it
+    vanish_prob: float = 0.0  # chance per target of hiding wholly and reappearing elsewhere
 
     def __post_init__(self) -> None:
         _check_int_range("height", self.height, 64, 2160)
@@ -135,6 +138,8 @@ class WorldConfig:
         _check_float_range("lighting_drift", self.lighting_drift, 0.0, 0.5)
         _check_float_range("blur", self.blur, 0.0, 0.05)
         _check_float_range("noise", self.noise, 0.0, 40.0)
+        _check_float_range("cut_prob", self.cut_prob, 0.0, 1.0)
+        _check_float_range("vanish_prob", self.vanish_prob, 0.0, 1.0)
         if self.jpeg_quality != 0:
             _check_int_range("jpeg_quality", self.jpeg_quality, 10, 95)
 
@@ -184,6 +189,7 @@ class ObjectSpec:
     centers: np.ndarray  # float [T, 2] (x, y)
     angles: np.ndarray  # float [T] radians
     radii: np.ndarray  # float [T] the shape's radius r in pixels (see BOUND)
+    hidden: np.ndarray | None = None  # bool [T]: wholly hidden on these frames (not painted)
 
     @property
     def description(self) -> str:
@@ -341,7 +347,7 @@ def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "tra
             i, j = order.index(k), order.index(plan.occludes)
             if i < j:
                 order[i], order[j] = order[j], order[i]
-    objects = []
+    paths = {}
     for k in order:
         plan = plans[k]
         path = plan.path if plan.path is not None else _spline(plan.world, times, n_frames)
@@ -350,6 +356,15 @@ def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "tra
             low = plan.bound[:, None]
             high = np.array([cfg.width, cfg.height], dtype=float) - low
             centers = np.clip(centers, low, np.maximum(low, high))
+        paths[k] = centers
+    hidden = {}
+    if cfg.cut_prob > 0 and rng.random() < cfg.cut_prob:
+        camera = _camera_cut(rng, cfg, plans, paths, camera)
+    if cfg.vanish_prob > 0:
+        hidden = _vanish(rng, cfg, plans, paths)
+    objects = []
+    for k in order:
+        plan = plans[k]
         objects.append(
             ObjectSpec(
                 plan.colour,
@@ -357,9 +372,10 @@ def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "tra
                 plan.size_word,
                 plan.obj_id,
                 sample_appearance(rng, plan.colour, cfg.texture),
-                centers,
+                paths[k],
                 plan.angles,
                 plan.radii,
+                hidden.get(k),
             )
         )
     background_seed = int(rng.integers(2**63))
@@ -376,6 +392,66 @@ def sample_scene(seed: int, config: WorldConfig | None = None, split: str = "tra
             cfg.jpeg_quality,
         )
     return Scene(cfg, split, seed, tuple(objects), camera, background, background_seed, effects)
+
+
+def _camera_cut(
+    rng: np.random.Generator,
+    cfg: WorldConfig,
+    plans: list[_Plan],
+    paths: dict[int, np.ndarray],
+    camera: np.ndarray,
+) -> np.ndarray:
+    """A cut at a random frame: the view jumps by at least a quarter of ``unit``, so every
+    object jumps in the frame (``paths`` changed in place) and the background with it; every
+    target stays in frame across the cut. Returns the new camera (unchanged if no jump fits)."""
+    n = cfg.num_frames
+    cut = int(rng.integers(2, n - 2))
+    size = np.array([cfg.width, cfg.height], dtype=float)
+    low, high = np.full(2, -np.inf), np.full(2, np.inf)  # allowed jump, per axis
+    for k, plan in enumerate(plans):
+        if plan.obj_id > 0:
+            bound = plan.bound[cut]
+            low = np.maximum(low, paths[k][cut] - (size - bound))
+            high = np.minimum(high, paths[k][cut] - bound)
+    for _ in range(_PLACEMENT_TRIES):
+        jump = rng.uniform(low, high) if np.all(low < high) else None
+        if jump is not None and np.hypot(*jump) >= 0.25 * cfg.unit:
+            break
+    else:
+        return camera
+    for centers in paths.values():
+        centers[cut:] -= jump
+    camera = camera.copy()
+    camera[cut:] += np.rint(jump).astype(np.int64)
+    return camera - camera.min(axis=0)
+
+
+def _vanish(
+    rng: np.random.Generator, cfg: WorldConfig, plans: list[_Plan], paths: dict[int, np.ndarray]
+) -> dict[int, np.ndarray]:
+    """Targets that hide wholly for 2-5 frames and reappear at least a third of ``unit`` away
+    (``paths`` changed in place). Returns the hidden-frame flags per plan index."""
+    n = cfg.num_frames
+    size = np.array([cfg.width, cfg.height], dtype=float)
+    hidden = {}
+    for k, plan in enumerate(plans):
+        if plan.obj_id == 0 or rng.random() >= cfg.vanish_prob:
+            continue
+        start = int(rng.integers(2, n - 3))
+        end = min(n - 1, start + int(rng.integers(2, 6)))
+        before = paths[k][start - 1]
+        for _ in range(_PLACEMENT_TRIES):
+            bound = plan.bound[end]
+            target = rng.uniform(bound, np.maximum(bound, size - bound))
+            if np.hypot(*(target - before)) >= cfg.unit / 3:
+                break
+        else:
+            continue
+        paths[k][end:] += target - paths[k][end]
+        flags = np.zeros(n, dtype=bool)
+        flags[start:end] = True
+        hidden[k] = flags
+    return hidden
 
 
 def _sample_camera(rng: np.random.Generator, cfg: WorldConfig) -> np.ndarray:
@@ -781,6 +857,8 @@ def _paint(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ox, oy = camera[t]
         frames[t] = canvas[oy : oy + h, ox : ox + w]
         for k, obj in enumerate(scene.objects):
+            if obj.hidden is not None and obj.hidden[t]:
+                continue
             (cx, cy), r, theta = obj.centers[t], obj.radii[t], obj.angles[t]
             hit = rasterise(obj.shape, cx, cy, r, theta, h, w)
             if hit is not None:  # distractors paint 0: they hide what is under them

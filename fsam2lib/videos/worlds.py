@@ -12,6 +12,10 @@ per video:
 - ``held_out``: settings the broad family never samples -- backgrounds from
   ``PHOTO_SETS["held_out"]``, portrait (3:4) and very wide (2:1, 21:9) frames, and mostly fast
   motion reaching past the broad family's top speed. A model is judged on it, never trained.
+- ``hard``: the broad family where the previous mask misleads: camera cuts (the view jumps),
+  targets that hide wholly and reappear elsewhere, more exits and re-entries, and look-alike
+  distractors always passing close. Where the description, not the last mask, says which
+  object to follow.
 
 ``family_video(family, split, index)`` is deterministic: the same (family, split, index,
 base_seed) gives the same video.
@@ -19,6 +23,7 @@ base_seed) gives the same video.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,13 +32,13 @@ from tqdm.auto import tqdm
 from fsam2lib.videos.video import Video
 from fsam2lib.videos.world import MOTIONS, WorldConfig, make_video, split_code, video_seed
 
-FAMILIES = ("classic", "broad", "held_out")
+FAMILIES = ("classic", "broad", "held_out", "hard")
 BROAD_ASPECTS = (4 / 3, 16 / 9)  # landscape range; 1:1 is drawn with probability SQUARE_SHARE
 SQUARE_SHARE = 0.2
 BROAD_SPEED = (0.01, 0.12)  # log-uniform, fraction of min(H, W) per frame
 HELD_OUT_ASPECTS = (3 / 4, 2.0, 21 / 9)
 HELD_OUT_SPEED = (0.05, 0.14)
-_FAMILY_SALT = {"classic": 0, "broad": 11, "held_out": 23}
+_FAMILY_SALT = {"classic": 0, "broad": 11, "held_out": 23, "hard": 37}
 
 
 def sample_world(
@@ -52,6 +57,16 @@ def sample_world(
             height=height, width=height, num_frames=num_frames, min_objects=min_objects,
             max_objects=max(min_objects, min(max_objects, 3)),
         )  # fmt: skip
+    if family == "hard":
+        broad = sample_world("broad", rng, num_frames, height, min_objects, max_objects)
+        return dataclasses.replace(
+            broad,
+            max_distractors=int(rng.integers(2, 4)),
+            near_prob=1.0,
+            leave_prob=0.6,
+            cut_prob=0.5,
+            vanish_prob=0.5,
+        )
     if family == "broad":
         aspect = 1.0 if rng.random() < SQUARE_SHARE else rng.uniform(*BROAD_ASPECTS)
         speed = float(np.exp(rng.uniform(*np.log(BROAD_SPEED))))
