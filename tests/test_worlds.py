@@ -162,3 +162,12 @@ def test_a_camera_cut_moves_every_object_at_once_and_keeps_targets_in_frame():
                     bound = o.radii[t] * BOUND[o.shape]
                     assert bound - 1e-6 <= o.centers[t, 0] <= config.width - bound + 1e-6
     assert cuts >= 5
+
+
+@pytest.mark.parametrize("family", ["broad", "held_out", "hard"])
+def test_every_target_is_visible_on_the_first_frame(family):
+    """A first-frame prompt must exist: camera effects start at the identity on frame 0."""
+    for index in range(12):
+        video = worlds.family_video(family, "val", index, num_frames=8, height=64)
+        for obj_id in video.descriptions:
+            assert (video.masks[0] == obj_id).sum() >= 4, (family, index, obj_id)

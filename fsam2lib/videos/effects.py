@@ -48,20 +48,18 @@ def sample_effects(
     noise: float,
     jpeg_quality: int,
 ) -> Effects:
-    """Draw one video's effects. Zoom and roll follow smooth ramps (a camera zooming or
-    tilting over the clip), lighting a slow sinusoidal drift per channel; blur, noise and JPEG
+    """Draw one video's effects. Zoom and roll follow smooth ramps from the identity on frame 0
+    (a camera zooming or tilting over the clip), lighting a slow sinusoidal drift per channel; blur, noise and JPEG
     quality are fixed for the video, each drawn up to its maximum (``jpeg_quality`` is the
     lowest quality, 0 = off)."""
     t = np.linspace(0.0, 1.0, num_frames)
     ease = t * t * (3 - 2 * t)
-    zoom = np.ones(num_frames)
-    if max_zoom > 1.0:
-        start, end = rng.uniform(1.0, max_zoom, 2)
-        zoom = start + (end - start) * ease
+    zoom = np.ones(num_frames)  # both ramps start at the identity: frame 0 is as painted,
+    if max_zoom > 1.0:  # so every target stays visible there (a first-frame prompt exists)
+        zoom = 1.0 + (rng.uniform(1.0, max_zoom) - 1.0) * ease
     roll = np.zeros(num_frames)
     if max_roll > 0:
-        start, end = rng.uniform(-max_roll, max_roll, 2)
-        roll = start + (end - start) * ease
+        roll = rng.uniform(-max_roll, max_roll) * ease
     gains = np.ones((num_frames, 3))
     if lighting_drift > 0:
         amplitude = rng.uniform(0, lighting_drift)
