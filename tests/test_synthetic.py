@@ -313,3 +313,13 @@ def test_cli_rejects_bad_arguments(tmp_path, bad):
     with pytest.raises(SystemExit) as error:
         make_dataset_main(["--out", str(tmp_path), "--no-progress", *bad])
     assert error.value.code == 2
+
+
+def test_make_dataset_writes_a_world_family(tmp_path):
+    args = ["--out", str(tmp_path), "--world", "hard", "--num-videos", "2", "--frames", "8"]
+    assert make_dataset_main([*args, "--height", "64", "--no-progress"]) == 0
+    names = davis.list_videos(tmp_path, "val")
+    assert names == ["hard_val_0000", "hard_val_0001"]
+    video = davis.read_video(tmp_path, names[1])
+    assert video.num_frames == 8 and video.frames.shape[1] == 64
+    assert set(video.descriptions) == set(davis.read_descriptions(tmp_path)[names[1]])

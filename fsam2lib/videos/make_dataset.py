@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fsam2lib.videos import davis
 from fsam2lib.videos.world import BACKGROUNDS, WorldConfig, make_split
+from fsam2lib.videos.worlds import FAMILIES, family_split
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, type=Path, help="dataset root to write into")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument(
+        "--world",
+        default="classic",
+        choices=FAMILIES,
+        help="world family (fsam2lib.videos.worlds); other than classic, each video draws its own "
+        "framing and effects at --height, and --width and the world options below are ignored",
+    )
     parser.add_argument("--num-videos", type=int, default=20)
     parser.add_argument("--height", type=int, default=defaults.height)
     parser.add_argument("--width", type=int, default=defaults.width)
@@ -72,9 +80,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
 
     names = []
-    videos = make_split(
-        args.split, args.num_videos, config, args.seed, progress=not args.no_progress
-    )
+    if args.world == "classic":
+        videos = make_split(
+            args.split, args.num_videos, config, args.seed, progress=not args.no_progress
+        )
+    else:
+        videos = family_split(
+            args.world,
+            args.split,
+            args.num_videos,
+            args.frames,
+            args.height,
+            args.min_objects,
+            args.max_objects,
+            args.seed,
+            progress=not args.no_progress,
+        )
     for video in videos:
         try:
             davis.write_video(
@@ -84,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{error} (use --overwrite to replace it)")
         names.append(video.name)
     davis.write_image_set(args.out, names, split=args.split)
+    size = f"{config.height}x{config.width}" if args.world == "classic" else f"{args.world} world"
     print(
-        f"wrote {len(names)} {args.split} videos ({config.height}x{config.width}, "
-        f"{config.num_frames} frames) to {args.out.resolve()}"
+        f"wrote {len(names)} {args.split} videos ({size}, {config.num_frames} frames) "
+        f"to {args.out.resolve()}"
     )
     return 0
 
