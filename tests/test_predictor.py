@@ -206,7 +206,9 @@ def test_context_share_keeps_a_lattice_in_queries_and_memory(predictor, video_di
 def test_min_tokens_when_the_object_is_absent(predictor, video_dir):
     predictor.pruning = PruningConfig(strategy="mask_prior", keep_ratio=0.01, min_tokens=8)
     state = predictor.init_state(video_dir)
-    predictor.add_new_mask(state, 0, 1, np.zeros((VIDEO_H, VIDEO_W), dtype=bool))  # nothing there
+    speck = np.zeros((VIDEO_H, VIDEO_W), dtype=bool)
+    speck[0, 0] = True  # one pixel: next to nothing there (an empty mask is an input error)
+    predictor.add_new_mask(state, 0, 1, speck)
     masks = propagate(predictor, state)
     assert torch.isfinite(masks).all()
     for t in range(FRAMES):

@@ -55,6 +55,13 @@ from sam2.sam2_video_predictor import SAM2VideoPredictor
 from torch import Tensor
 
 from fsam2lib.predictor.frame_pruning import prompt_points, score_frame, select_memory
+from fsam2lib.predictor.input_checks import (
+    check_frame_idx,
+    check_mask,
+    check_obj_id,
+    check_points_and_box,
+    check_video_path,
+)
 from fsam2lib.predictor.memory_reads import TrackedOutput, record_memory_reads
 from fsam2lib.predictor.object_text import describer_inputs, encode_text
 from fsam2lib.predictor.records import (
@@ -67,6 +74,7 @@ from fsam2lib.predictor.records import (
 from fsam2lib.pruning.attention import PrunedMemoryAttention, PruningPlan
 from fsam2lib.pruning.config import ROUTER_STRATEGIES, PruningConfig
 from fsam2lib.pruning.scorers import ScoringInputs, make_scorer
+from fsam2lib.videos.frames import IN_MEMORY_VIDEO
 
 
 @dataclass
@@ -142,7 +150,10 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         offload_state_to_cpu=False,
         async_loading_frames=False,
     ):
-        """Stock ``init_state``; also creates the state's ``"fsam2"`` entry."""
+        """Stock ``init_state``; also creates the state's ``"fsam2"`` entry. A missing, empty or
+        unreadable ``video_path`` is a clear error (see ``input_checks``)."""
+        if video_path != IN_MEMORY_VIDEO:
+            check_video_path(video_path)
         state = super().init_state(
             video_path,
             offload_video_to_cpu=offload_video_to_cpu,
@@ -166,7 +177,11 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         text: str | None = None,
     ):
         """Stock clicks / box prompt. ``text`` (optional) sets the object's description
-        before the frame is scored; without it, ``describe_object`` (if set) may give one."""
+        before the frame is scored; without it, ``describe_object`` (if set) may give one.
+        Bad frame indices, object ids, points and boxes raise before the state changes."""
+        check_frame_idx(inference_state, frame_idx)
+        check_obj_id(obj_id)
+        check_points_and_box(inference_state, points, labels, box, normalize_coords)
         make_scorer(self.pruning, self.router)  # fail before touching the state
         with self._prompt_text(inference_state, obj_id, text):
             result = super().add_new_points_or_box(
@@ -184,12 +199,35 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
 
     @torch.inference_mode()
     def add_new_mask(self, inference_state, frame_idx, obj_id, mask, text: str | None = None):
-        """Stock mask prompt; ``text`` as in :meth:`add_new_points_or_box`."""
+        """Stock mask prompt; ``text`` as in :meth:`add_new_points_or_box`. The mask must be a
+        non-empty boolean ``[H, W]`` of the video's size (stock SAM2 resizes any shape)."""
+        check_frame_idx(inference_state, frame_idx)
+        check_obj_id(obj_id)
+        check_mask(inference_state, mask)
         make_scorer(self.pruning, self.router)  # fail before touching the state
         with self._prompt_text(inference_state, obj_id, text):
             result = super().add_new_mask(inference_state, frame_idx, obj_id, mask)
         self._describe_if_needed(inference_state, frame_idx, obj_id)
         return result
+
+    def propagate_in_video(
+        self, inference_state, start_frame_idx=None, max_frame_num_to_track=None, reverse=False
+    ):
+        """Stock propagation; a start frame outside the video or a negative frame budget is a
+        clear error before anything runs."""
+        if start_frame_idx is not None:
+            check_frame_idx(inference_state, start_frame_idx)
+        if max_frame_num_to_track is not None and (
+            isinstance(max_frame_num_to_track, bool)
+            or not isinstance(max_frame_num_to_track, int)
+            or max_frame_num_to_track < 0
+        ):
+            raise ValueError(
+                f"max_frame_num_to_track must be an int >= 0, got {max_frame_num_to_track!r}"
+            )
+        return super().propagate_in_video(
+            inference_state, start_frame_idx, max_frame_num_to_track, reverse
+        )
 
     @torch.inference_mode()
     def propagate_in_video_preflight(self, inference_state):

@@ -17,6 +17,8 @@ from PIL import Image
 
 IMG_MEAN = (0.485, 0.456, 0.406)
 IMG_STD = (0.229, 0.224, 0.225)
+#: The ``video_path`` that ``init_state_from_frames`` hands ``init_state`` (no file behind it).
+IN_MEMORY_VIDEO = "<in-memory frames>"
 
 
 def to_model_input(frames: np.ndarray, image_size: int) -> torch.Tensor:
@@ -54,4 +56,4 @@ def init_state_from_frames(predictor, frames: np.ndarray, **kwargs) -> dict:
     if frames.ndim != 4 or len(frames) == 0:
         raise ValueError(f"frames must be a non-empty uint8 [T,H,W,3] array, got {frames.shape}")
     with _frames_as_video(frames, predictor.device):
-        return predictor.init_state(video_path="<in-memory frames>", **kwargs)
+        return predictor.init_state(video_path=IN_MEMORY_VIDEO, **kwargs)
