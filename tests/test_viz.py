@@ -390,3 +390,15 @@ def test_own_minus_others_compares_each_description_with_the_other_objects():
     assert gaps["a"] == pytest.approx(0.9 - 0.2) and gaps["b"] == pytest.approx(0.2 - 0.3)
     with pytest.raises(ValueError, match="at least one other"):
         viz.own_minus_others({"a": {"a": 1.0}})
+
+
+def test_find_return_finds_an_object_that_disappears_and_comes_back(video):
+    with pytest.raises(RuntimeError, match="disappears and returns"):
+        showcase.find_return([video])
+    masks = np.repeat(video.masks[:1], 6, 0)
+    masks[2:4][masks[2:4] == 2] = 0  # object 2 gone on frames 2-3
+    frames = np.repeat(video.frames[:1], 6, 0)
+    back = Video("back", frames, masks, video.descriptions)
+    assert showcase.find_return([video, back]) == (back, 2, [2, 3], 4)
+    with pytest.raises(RuntimeError):
+        showcase.find_return([back], min_gap=3)

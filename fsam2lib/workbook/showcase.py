@@ -18,6 +18,7 @@ import numpy as np
 from fsam2lib.text import vocab
 from fsam2lib.videos.video import Video
 from fsam2lib.videos.world import WorldConfig, render_scene, sample_scene, video_seed
+from fsam2lib.workbook import viz
 
 
 def find_video_with(
@@ -59,6 +60,60 @@ def find_video_with(
         f"no video among the first {max_tries} of split {split!r} holds all of {list(texts)}; "
         "raise max_tries or WorldConfig.max_objects"
     )
+
+
+def find_return(videos: Sequence[Video], min_gap: int = 1) -> tuple[Video, int, list[int], int]:
+    """The first video with a target that disappears (an empty mask on ``min_gap`` or more
+    frames after it was seen) and comes back: (video, obj_id, frames it is gone, frame it is
+    back). The hard world (``videos.worlds``, camera cuts and vanishing targets) has many."""
+    for video in videos:
+        for obj_id in sorted(video.descriptions):
+            seen = (video.masks == obj_id).reshape(video.num_frames, -1).any(1)
+            first = int(np.argmax(seen))
+            gone = [t for t in range(first + 1, video.num_frames) if not seen[t]]
+            back = [t for t in range(gone[0] + 1, video.num_frames) if seen[t]] if gone else []
+            if len(gone) >= min_gap and back:
+                return video, obj_id, [t for t in gone if t < back[0]], back[0]
+    raise RuntimeError(f"none of {len(videos)} videos has a target that disappears and returns")
+
+
+@dataclass
+class TextOnReturn:
+    """One object tracked with and without descriptions at the same keep ratio."""
+
+    kept: dict[str, np.ndarray]  # "with description" / "without": bool [T, gh, gw]
+    share: dict[str, np.ndarray]  # per frame, share of the object's tokens kept (NaN: absent)
+    jf: dict[str, float]  # J&F of the object over the video
+
+
+def text_on_return(predictor, video: Video, obj_id: int, keep_ratio: float) -> TextOnReturn:
+    """Track every target of ``video`` under the router at ``keep_ratio`` twice -- each object
+    with its description, then with none (the text cue off) -- and follow ``obj_id``."""
+    from fsam2lib.evaluate import run_video, score_run
+    from fsam2lib.pruning.config import PruningConfig
+
+    predictor.pruning = PruningConfig(keep_ratio=keep_ratio, strategy="router")
+    kept, share, jf = {}, {}, {}
+    for label, texts in (("with description", video.descriptions), ("without", None)):
+        describe = predictor.describe_object
+        predictor.describe_object = None  # "without" must stay without: no automatic text
+        try:
+            run = run_video(predictor, video, texts=texts)
+        finally:
+            predictor.describe_object = describe
+        sel = viz.collect_scores(predictor, run.state, obj_id, video.num_frames).kept
+        kept[label] = sel
+        share[label] = np.array(
+            [
+                viz.kept_share(sel[t : t + 1], video.masks[t : t + 1] == obj_id)
+                if sel[t].any() and (video.masks[t] == obj_id).any()
+                else np.nan
+                for t in range(video.num_frames)
+            ]
+        )
+        scores = score_run(run, video)
+        jf[label] = float(scores.JF_per_object[scores.object_ids.index(obj_id)])
+    return TextOnReturn(kept, share, jf)
 
 
 def wrong_description(text: str, change: str = "both") -> str:
