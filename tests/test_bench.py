@@ -378,3 +378,14 @@ def test_synthetic_world_datasets():
     assert np.array_equal(video.frames, again.frames)
     with pytest.raises(ValueError, match="WORLD one of"):
         bench.open_dataset("synthetic-moon:val:2")
+
+
+def test_gpu_check_without_cuda_says_so_and_its_exactness_check_holds(capsys):
+    from fsam2lib.bench import gpu_check
+
+    if not torch.cuda.is_available():
+        assert gpu_check.main([]) == 0
+        assert "no CUDA device" in capsys.readouterr().out
+    # the same exactness check the GPU run makes, here on the CPU with the micro config
+    diff = gpu_check.max_logit_difference("micro", "cpu", 256, frames=4)
+    assert diff <= gpu_check.EXACT_TOLERANCE
