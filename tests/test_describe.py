@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 
 from fsam2lib.models.clip import DEFAULT_MICRO_WEIGHTS, load_clip
+from fsam2lib.predictor import build_predictor, clip_describer
 from fsam2lib.text import vocab
 from fsam2lib.text.describe import (
+    COLOUR_WORDS,
     auto_description_accuracy,
     check_text,
     default_phrases,
     describe_objects,
     describe_region,
+    object_vocabulary,
+    read_phrases,
     region_crop,
 )
 from fsam2lib.videos.world import WorldConfig, make_video
@@ -124,3 +128,43 @@ def test_auto_description_accuracy_rejects_non_vocabulary_truth(clip, easy_video
     video = replace(video, descriptions=video.descriptions | {video.object_ids[0]: "a brown dog"})
     with pytest.raises(ValueError, match="object"):
         auto_description_accuracy(clip, [video])
+
+
+def test_vocabulary_files_and_the_shipped_object_vocabulary(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("# my objects\nred circle\n\n  blue star  # the star\n")
+    assert read_phrases(path) == ["red circle", "blue star"]
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="lists no phrases"):
+        read_phrases(tmp_path / "empty.txt")
+    with pytest.raises(FileNotFoundError, match="vocabulary file not found"):
+        read_phrases(tmp_path / "missing.txt")
+    shipped = object_vocabulary()
+    nouns = object_vocabulary(["dog", "kite"])
+    assert nouns[:2] == ["dog", "kite"] and "black dog" in nouns and "grey kite" in nouns
+    assert len(nouns) == 2 * (1 + len(COLOUR_WORDS))
+    assert {"person", "red car", "white boat"} <= set(shipped)
+
+
+def test_describer_ranks_a_given_list_or_file(clip, easy_videos, tmp_path):
+    import torch
+
+    video = easy_videos[0]
+    obj = video.object_ids[0]
+    truth = video.descriptions[obj]
+    rgb = torch.from_numpy(video.frames[0]).permute(2, 0, 1).float() / 255
+    mask = torch.from_numpy(video.masks[0] == obj)
+    decoys = [d for d in vocab.all_descriptions() if d != truth][:3]
+    assert clip_describer(clip, [*decoys, truth])(rgb, mask) == truth
+    only = tmp_path / "only.txt"
+    only.write_text("\n".join(decoys))
+    assert clip_describer(clip, only)(rgb, mask) in decoys  # never outside the file's phrases
+    assert clip_describer(clip)(rgb, torch.zeros_like(mask)) is None  # empty mask: no text
+
+
+def test_build_predictor_takes_any_describer(clip):
+    def captioner(rgb, mask):
+        return "red circle"
+
+    predictor = build_predictor("micro", router=None, describe=captioner)
+    assert predictor.describe_object is captioner

@@ -3,6 +3,9 @@ loaded and ready, with its text encoder, describer and router attached."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 from fsam2lib.predictor.object_text import clip_describer, clip_text_encoder
 from fsam2lib.predictor.predictor import PrunedSAM2VideoPredictor
 from fsam2lib.pruning.config import PruningConfig
@@ -19,6 +22,7 @@ def build_predictor(
     clip: str | None = "micro",
     clip_pretrained: str | None = None,
     router: str | TokenScorer | None = "shipped",
+    describe: Sequence[str] | str | Path | Callable | None = None,
 ) -> PrunedSAM2VideoPredictor:
     """A :class:`PrunedSAM2VideoPredictor` with its text encoder, describer and router attached.
 
@@ -27,6 +31,10 @@ def build_predictor(
     router: "shipped" loads the router trained for the micro SAM2 + micro CLIP (only valid
         with those two); a path loads another trained router; a scorer object is used as is;
         ``None`` attaches none (strategies "router"/"text_only" then raise).
+    describe: how objects prompted without text get one. ``None``: zero-shot ranking of this
+        CLIP's default phrases; a list of phrases or a vocabulary file: ranking of those; a
+        callable ``(rgb [3, S, S], mask [S, S]) -> str | None``: used as is (e.g. a captioning
+        pipeline, the paper's approach).
     """
     from fsam2lib.models.clip import load_clip
     from fsam2lib.models.sam2 import load_sam2
@@ -43,7 +51,9 @@ def build_predictor(
     if clip is not None:
         bundle = load_clip(clip, pretrained=clip_pretrained, device=device)
         predictor.text_encoder = clip_text_encoder(bundle)
-        predictor.describe_object = clip_describer(bundle)
+        predictor.describe_object = (
+            describe if callable(describe) else clip_describer(bundle, describe)
+        )
     if router == "shipped":
         if (model, clip) != ("micro", "micro") or weights == "random":
             raise ValueError(

@@ -4,8 +4,9 @@ that :func:`~fsam2lib.predictor.build.build_predictor` attaches."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -71,16 +72,25 @@ def clip_text_encoder(clip) -> Callable:
     return encode
 
 
-def clip_describer(clip) -> Callable:
-    """``describe_object`` for the predictor: zero-shot ranking of the vocabulary phrases on a
-    crop around the object's mask on its prompted frame (None when the mask is empty)."""
-    from fsam2lib.text.describe import describe_region
+def clip_describer(clip, phrases: Sequence[str] | str | Path | None = None) -> Callable:
+    """``describe_object`` for the predictor: zero-shot ranking of phrases on a crop around the
+    object's mask on its prompted frame (None when the mask is empty). phrases: None (the
+    defaults for this CLIP, see ``describe.default_phrases``), a list, or a vocabulary file
+    (one phrase per line). The phrases are encoded once, here."""
+    from fsam2lib.text.describe import checked_phrases, describe_region, read_phrases
+
+    if isinstance(phrases, (str, Path)):
+        phrases = read_phrases(phrases)
+    phrases = checked_phrases(clip, phrases)
+    text_features = clip.encode_text(phrases)
 
     def describe(rgb: Tensor, mask: Tensor) -> str | None:
         mask_np = mask.detach().cpu().numpy().astype(bool)
         if not mask_np.any():
             return None
         frame = (rgb.detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        return describe_region(clip, frame, mask=mask_np).phrase
+        return describe_region(
+            clip, frame, mask=mask_np, phrases=phrases, text_features=text_features
+        ).phrase
 
     return describe

@@ -3,8 +3,16 @@
 Why: the router needs an object-centric text for every prompted object. When the user gives
 none, the prompted region of the first frame is cropped (mask bounding box, or the box the
 clicks span, with padding, like the micro CLIP's training crops) and a vocabulary of phrases is
-ranked with CLIP's image and text towers; the best phrase becomes the description. The paper
-uses a captioning VLM here; a zero-shot ranking is the offline stand-in.
+ranked with CLIP's image and text towers; the best phrase becomes the description.
+
+Which phrases: the synthetic vocabulary for the micro CLIP (it knows nothing else); for a real
+CLIP also the shipped object vocabulary (``configs/object_nouns.txt``, each noun alone and with
+each of ``COLOUR_WORDS``), or a user's list or file (:func:`read_phrases`). Any callable can
+replace the ranking altogether (``build_predictor(describe=...)``).
+
+The upgrade path is the paper's: a region proposal around the prompt, a captioning VLM for the
+crop, and a small language model that shortens the caption to an object-centric phrase. Such a
+pipeline plugs in as that callable; a zero-shot ranking is the offline stand-in.
 """
 
 from __future__ import annotations
@@ -12,22 +20,23 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from fsam2lib.models.clip import ClipBundle
+from fsam2lib.paths import OBJECT_NOUNS_FILE
 from fsam2lib.text import vocab
 from fsam2lib.videos.crops import crop_object
 from fsam2lib.videos.video import Video
 
 #: Padding around the region's bounding box, as a fraction of its side (= the training crops').
 CROP_PAD = 0.15
-#: Extra phrases ranked for real (non-micro) CLIP models: common video-object categories.
-COMMON_OBJECT_PHRASES: tuple[str, ...] = (
-    "person", "dog", "cat", "horse", "cow", "sheep", "bird", "fish", "car", "bus", "truck",
-    "train", "bicycle", "motorbike", "boat", "airplane", "ball", "kite", "skateboard",
-    "surfboard", "camel", "bear", "elephant", "goat", "deer", "monkey", "lion", "tiger",
+#: Colour words combined with every object noun for real CLIP models.
+COLOUR_WORDS = (
+    "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
+    "grey",
 )  # fmt: skip
 
 
@@ -70,12 +79,31 @@ def check_text(text: str, clip: ClipBundle) -> str:
     return text
 
 
+def read_phrases(path: str | Path) -> list[str]:
+    """Phrases from a vocabulary file: one per line, blank lines and ``#`` comments skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"vocabulary file not found: {path}")
+    phrases = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    phrases = [p for p in phrases if p]
+    if not phrases:
+        raise ValueError(f"vocabulary file {path} lists no phrases")
+    return phrases
+
+
+def object_vocabulary(nouns: Sequence[str] | None = None) -> list[str]:
+    """Each noun alone and with each colour word ("dog", "black dog", ...); nouns default to
+    the shipped ``configs/object_nouns.txt``."""
+    nouns = read_phrases(OBJECT_NOUNS_FILE) if nouns is None else list(nouns)
+    return [*nouns, *(f"{colour} {noun}" for noun in nouns for colour in COLOUR_WORDS)]
+
+
 def default_phrases(clip: ClipBundle) -> list[str]:
-    """Phrases ranked when none are given: the synthetic descriptions, plus common object
-    categories for real CLIP models (the micro CLIP knows nothing else)."""
+    """Phrases ranked when none are given: the synthetic descriptions, plus the object
+    vocabulary for real CLIP models (the micro CLIP knows nothing else)."""
     phrases = vocab.all_descriptions()
     if not clip.knows_only_synthetic_vocabulary:
-        phrases += list(COMMON_OBJECT_PHRASES)
+        phrases += [p for p in object_vocabulary() if p not in phrases]
     return phrases
 
 
@@ -109,15 +137,21 @@ def describe_region(
     box: Sequence[float] | None = None,
     phrases: Sequence[str] | None = None,
     top_k: int = 5,
+    text_features: torch.Tensor | None = None,
 ) -> RegionDescription:
     """Describe the prompted region of ``frame`` by zero-shot ranking of ``phrases``.
 
     mask: bool ``[H, W]`` region (e.g. a first-frame mask prompt); box: ``(x0, y0, x1, y1)``
-    (e.g. the box around the clicks). phrases default to :func:`default_phrases`.
+    (e.g. the box around the clicks). phrases default to :func:`default_phrases`;
+    text_features: their embeddings, when the caller encoded them once for many regions.
     """
     crop = region_crop(frame, mask=mask, box=box, size=clip.image_size)
-    phrases = _checked_phrases(clip, phrases)
-    (best,) = _rank(clip, clip.encode_image(crop), phrases, clip.encode_text(phrases), top_k)
+    phrases = checked_phrases(clip, phrases)
+    if text_features is None:
+        text_features = clip.encode_text(phrases)
+    elif len(text_features) != len(phrases):
+        raise ValueError(f"{len(text_features)} text features for {len(phrases)} phrases")
+    (best,) = _rank(clip, clip.encode_image(crop), phrases, text_features, top_k)
     return RegionDescription(best[0][0], best[0][1], best, crop)
 
 
@@ -126,7 +160,7 @@ def describe_objects(
 ) -> dict[int, tuple[int, RegionDescription]]:
     """Describe each object of ``video`` from its ground-truth mask on the first annotated frame
     where it is visible; returns object id -> (frame index, description)."""
-    phrases = _checked_phrases(clip, phrases)
+    phrases = checked_phrases(clip, phrases)
     text_features = clip.encode_text(phrases)
     frames, crops = {}, []
     for obj in video.object_ids:
@@ -168,7 +202,8 @@ def auto_description_accuracy(
     return hits / total
 
 
-def _checked_phrases(clip: ClipBundle, phrases: Sequence[str] | None) -> list[str]:
+def checked_phrases(clip: ClipBundle, phrases: Sequence[str] | None) -> list[str]:
+    """``phrases`` validated for ``clip`` (see :func:`check_text`), or the defaults if None."""
     if phrases is None:
         return default_phrases(clip)
     if isinstance(phrases, str) or len(phrases) == 0:
