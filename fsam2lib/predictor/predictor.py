@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from sam2.sam2_video_predictor import SAM2VideoPredictor
@@ -56,6 +57,7 @@ from torch import Tensor
 
 from fsam2lib.predictor.frame_pruning import prompt_points, score_frame, select_memory
 from fsam2lib.predictor.input_checks import (
+    VIDEO_SUFFIXES,
     check_frame_idx,
     check_mask,
     check_obj_id,
@@ -74,7 +76,7 @@ from fsam2lib.predictor.records import (
 from fsam2lib.pruning.attention import PrunedMemoryAttention, PruningPlan
 from fsam2lib.pruning.config import ROUTER_STRATEGIES, PruningConfig
 from fsam2lib.pruning.scorers import ScoringInputs, make_scorer
-from fsam2lib.videos.frames import IN_MEMORY_VIDEO
+from fsam2lib.videos.frames import IN_MEMORY_VIDEO, init_state_from_frames, read_video_file
 
 
 @dataclass
@@ -154,6 +156,14 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         unreadable ``video_path`` is a clear error (see ``input_checks``)."""
         if video_path != IN_MEMORY_VIDEO:
             check_video_path(video_path)
+            if Path(video_path).suffix in VIDEO_SUFFIXES:  # decoded here (sam2 needs decord)
+                return init_state_from_frames(
+                    self,
+                    read_video_file(video_path),
+                    offload_video_to_cpu=offload_video_to_cpu,
+                    offload_state_to_cpu=offload_state_to_cpu,
+                    async_loading_frames=async_loading_frames,
+                )
         state = super().init_state(
             video_path,
             offload_video_to_cpu=offload_video_to_cpu,

@@ -9,6 +9,7 @@ swapped, for that one call, for a loader that returns our frames preprocessed th
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -57,3 +58,45 @@ def init_state_from_frames(predictor, frames: np.ndarray, **kwargs) -> dict:
         raise ValueError(f"frames must be a non-empty uint8 [T,H,W,3] array, got {frames.shape}")
     with _frames_as_video(frames, predictor.device):
         return predictor.init_state(video_path=IN_MEMORY_VIDEO, **kwargs)
+
+
+def read_video_file(path: str | Path) -> np.ndarray:
+    """Every frame of a video file (e.g. MP4) as uint8 RGB ``[T, H, W, 3]``, decoded with
+    OpenCV (sam2's own MP4 path needs ``decord``, which has no wheels for this Python)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(
+            f"video file {str(path)!r} cannot be opened (not a video, or a codec OpenCV lacks)"
+        )
+    frames = []
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
+    if not frames:
+        raise ValueError(f"video file {str(path)!r} holds no decodable frames")
+    return np.stack(frames)
+
+
+def write_video_file(path: str | Path, frames: np.ndarray, fps: float = 24.0) -> Path:
+    """Write uint8 RGB ``[T, H, W, 3]`` frames as an MP4 (``mp4v``; lossy, like any MP4)."""
+    import cv2
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise ValueError(f"frames must be a non-empty uint8 [T,H,W,3] array, got {frames.shape}")
+    path = Path(path)
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    try:
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
