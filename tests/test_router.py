@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import fsam2lib.train.train_router as train_router_module
 from fsam2lib.pruning.router import RouterConfig, TokenRouter, load_router, save_router
 from fsam2lib.pruning.scorers import ScoringInputs
 from fsam2lib.train.train_router import (
@@ -207,3 +208,36 @@ def test_hard_negatives_make_the_text_cue_follow_the_description(hard_negatives)
     )
     share = text_discrimination(router, samples)
     assert share > 0.8 if hard_negatives else share < 0.5
+
+
+def test_router_trains_on_a_davis_folder_with_a_feature_cache(tmp_path):
+    """The real-data path: a DAVIS-layout folder (one video without texts: the CLIP describes
+    it), any SAM2 by name, encoder tokens cached on the first run and read on the second."""
+    import json
+
+    from fsam2lib.videos.davis import DESCRIPTIONS_FILE
+    from fsam2lib.videos.make_dataset import main as make_dataset
+
+    root = tmp_path / "davis"
+    for split, count in (("train", 2), ("val", 1)):
+        args = ["--out", str(root), "--split", split, "--num-videos", str(count), "--frames", "8"]
+        assert make_dataset([*args, "--height", "64", "--width", "96", "--no-progress"]) == 0
+    texts = json.loads((root / DESCRIPTIONS_FILE).read_text())
+    texts.pop("train_0001")  # no texts for this video: described automatically
+    (root / DESCRIPTIONS_FILE).write_text(json.dumps(texts))
+    videos = train_router_module.davis_videos(
+        root, "train", train_router_module.load_clip("micro"), frames=5
+    )
+    assert [v.num_frames for v in videos] == [5, 5]
+    assert set(videos[1].descriptions) == set(videos[1].object_ids)
+    cache, out = tmp_path / "cache", tmp_path / "router.safetensors"
+    argv = ["--dataset", str(root), "--frames", "5", "--cache", str(cache), "--out", str(out)]
+    argv += ["--steps", "5", "--minutes", "1", "--threads", "1", "--no-progress"]
+    train_router_module.main(argv)
+    cached = sorted(p.name for p in cache.rglob("*.pt"))
+    assert cached == ["train_0000_5f.pt", "train_0001_5f.pt", "val_0000_5f.pt"]
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.pt")}
+    train_router_module.main(argv)  # the second run reads the cache, writes nothing new
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.pt")} == stamps
+    router = load_router(out)
+    assert router.metadata["dataset"] == str(root)

@@ -85,16 +85,7 @@ def open_dataset(
 
     def load_folder(name: str) -> Video:
         video = davis.read_video(root, name, resolution)
-        if frames is None or frames >= video.num_frames:
-            return video
-        return Video(
-            video.name,
-            video.frames[:frames],
-            video.masks[:frames],
-            video.descriptions,
-            video.frame_names[:frames],
-            video.annotated[:frames],
-        )
+        return video if frames is None else video.first_frames(frames)
 
     cut = "" if frames is None else f", first {frames} frames"
     return VideoSource(f"{root} ({split}, {len(names)} videos{cut})", names, load_folder, has_texts)

@@ -1,4 +1,5 @@
-"""Train the token router with SAM2 and CLIP frozen, on the synthetic world.
+"""Train the token router with SAM2 and CLIP frozen, on the synthetic world or on any
+DAVIS-layout dataset, for any SAM2 (micro, hiera t/s/b+/l) and CLIP.
 
 Labels come from ground-truth masks: a token is relevant to an object on a frame when its
 cell overlaps the object's mask dilated by one token. The router sees what it sees at
@@ -11,6 +12,12 @@ that cue follow the description rather than whatever object is most salient
 (``text_discrimination`` measures it).
 
     python -m fsam2lib.train.train_router --minutes 10 --out data/router_micro.safetensors
+    python -m fsam2lib.train.train_router --sam2 sam2.1_hiera_t --sam2-checkpoint sam2.1_hiera_tiny.pt \
+        --clip ViT-B-32 --clip-pretrained openai --dataset /data/DAVIS --frames 20 \
+        --cache build/router_cache --out build/router_hiera_t.safetensors
+
+With ``--cache DIR`` the frozen encoder's tokens are stored per video (float16) on the first
+run and read back afterwards, so retraining (other steps, losses, seeds) skips the encoder.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +41,7 @@ from fsam2lib.pruning.router import RouterConfig, TokenRouter, save_router
 from fsam2lib.pruning.scorers import GridScorer, MaskPriorScorer, RandomScorer, ScoringInputs
 from fsam2lib.pruning.selection import mask_tokens
 from fsam2lib.videos.frames import to_model_input
+from fsam2lib.videos.video import Video
 from fsam2lib.videos.world import WorldConfig, make_split
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
@@ -72,45 +81,96 @@ def encoder_tokens(sam2_model, frames: np.ndarray) -> torch.Tensor:
     return feats[-1].permute(1, 2, 0).reshape(len(frames), -1, h, w)
 
 
-def build_samples(
-    sam2_model, clip, split: str, num_videos: int, num_frames: int = 8, seed: int = 0, progress=True
-) -> RouterSamples:
-    """Encode a split's videos once; every object on every frame after the first is a sample."""
-    world = WorldConfig(
-        height=sam2_model.image_size, width=sam2_model.image_size, num_frames=num_frames
-    )
-    feats, prev, text, labels, others = [], [], [], [], []
-    low_res = sam2_model.image_size // 4
-    for video in tqdm(
-        make_split(split, num_videos, world, base_seed=seed),
-        total=num_videos,
-        desc=f"encode {split}",
-        disable=not progress,
-    ):
+def video_samples(sam2_model, clip, video: Video, tokens: torch.Tensor | None = None) -> list:
+    """Samples of one video: every described object on every frame after the first, as
+    (tokens, previous low-res mask, text embedding, relevant tokens, other objects' tokens).
+    ``tokens``: the video's encoder tokens when already computed (a feature cache)."""
+    if tokens is None:
         tokens = encoder_tokens(sam2_model, video.frames)
-        grid = tuple(tokens.shape[-2:])
-        ids = sorted(video.descriptions)
-        embeddings = clip.encode_text([video.descriptions[k] for k in ids])
-        masks = torch.from_numpy(video.masks)
-        for row, k in enumerate(ids):
-            obj = (masks == k).float()[:, None]  # [T, 1, H, W]
-            rest = ((masks > 0) & (masks != k)).float()[:, None]
-            small = F.interpolate(obj, size=(low_res, low_res), mode="area") > 0.5
-            relevant = mask_tokens(obj * 2 - 1, grid, radius=1)  # [T, HW]
-            elsewhere = mask_tokens(rest * 2 - 1, grid) & ~relevant
-            for t in range(1, num_frames):
-                feats.append(tokens[t])
-                prev.append(small[t - 1])
-                text.append(embeddings[row])
-                labels.append(relevant[t])
-                others.append(elsewhere[t])
-    return RouterSamples(
-        torch.stack(feats),
-        torch.stack(prev),
-        torch.stack(text),
-        torch.stack(labels),
-        torch.stack(others),
-    )
+    grid = tuple(tokens.shape[-2:])
+    ids = sorted(video.descriptions)
+    if not ids:
+        raise ValueError(f"video {video.name!r} has no described objects to train on")
+    embeddings = clip.encode_text([video.descriptions[k] for k in ids])
+    masks = torch.from_numpy(video.masks)
+    low_res = sam2_model.image_size // 4
+    rows = []
+    for row, k in enumerate(ids):
+        obj = (masks == k).float()[:, None]  # [T, 1, H, W]
+        rest = ((masks > 0) & (masks != k)).float()[:, None]
+        small = F.interpolate(obj, size=(low_res, low_res), mode="area") > 0.5
+        relevant = mask_tokens(obj * 2 - 1, grid, radius=1)  # [T, HW]
+        elsewhere = mask_tokens(rest * 2 - 1, grid) & ~relevant
+        for t in range(1, video.num_frames):
+            rows.append((tokens[t], small[t - 1], embeddings[row], relevant[t], elsewhere[t]))
+    return rows
+
+
+def cached_tokens(sam2_model, video: Video, cache: Path | None) -> torch.Tensor:
+    """The video's encoder tokens, read from ``cache`` when there (float16 on disk), else
+    computed (and written there): the frozen encoder then runs once per video, not per run."""
+    if cache is None:
+        return encoder_tokens(sam2_model, video.frames)
+    path = cache / f"{video.name}_{video.num_frames}f.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True).float()
+    tokens = encoder_tokens(sam2_model, video.frames)
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(tokens.half(), path)
+    return tokens
+
+
+def build_samples(
+    sam2_model,
+    clip,
+    videos: Iterable[Video],
+    progress: bool = True,
+    cache: Path | None = None,
+    desc: str = "encode",
+) -> RouterSamples:
+    """Encode videos once (or read them from ``cache``) and collect their samples."""
+    rows = []
+    for video in tqdm(list(videos), desc=desc, disable=not progress):
+        rows += video_samples(sam2_model, clip, video, cached_tokens(sam2_model, video, cache))
+    if not rows:
+        raise ValueError("no videos to build router samples from")
+    return RouterSamples(*(torch.stack(column) for column in zip(*rows, strict=True)))
+
+
+def synthetic_videos(
+    split: str, num_videos: int, image_size: int, num_frames: int = 8, seed: int = 0
+) -> Iterator[Video]:
+    """The synthetic world's videos at the model's input size (the shipped router's data)."""
+    world = WorldConfig(height=image_size, width=image_size, num_frames=num_frames)
+    return make_split(split, num_videos, world, base_seed=seed)
+
+
+def davis_videos(
+    root: str | Path, split: str, clip, max_videos: int | None = None, frames: int | None = None
+) -> list[Video]:
+    """A DAVIS-layout split (``ImageSets/2017/<split>.txt``, ``JPEGImages/480p``,
+    ``Annotations/480p``), cut to its first ``frames`` frames. Objects without a text in
+    ``descriptions.json`` get one from ``clip`` (zero-shot, as the predictor would)."""
+    from fsam2lib.text.describe import describe_objects
+    from fsam2lib.videos import davis
+
+    names = davis.list_videos(root, split)[:max_videos]
+    if not names:
+        raise ValueError(f"dataset {root}: split {split!r} lists no videos")
+    texts = davis.read_descriptions(root)
+    videos = []
+    for name in names:
+        video = davis.read_video(root, name)
+        if frames is not None:
+            video = video.first_frames(frames)
+        known = texts.get(name, {})
+        missing = [k for k in video.object_ids if k not in known]
+        if missing:
+            auto = describe_objects(clip, video)
+            known = {**known, **{k: auto[k][1].phrase for k in missing}}
+        video.descriptions = {k: known[k] for k in video.object_ids}
+        videos.append(video)
+    return videos
 
 
 def simulate_logits(prev_masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -297,9 +357,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--sam2", default="micro", help="SAM2 model name (frozen)")
     parser.add_argument("--sam2-checkpoint", default=None)
+    parser.add_argument("--image-size", type=int, default=None, help="override the SAM2 input size")
     parser.add_argument("--clip", default="micro", help="CLIP model name (frozen)")
-    parser.add_argument("--train-videos", type=int, default=240)
-    parser.add_argument("--val-videos", type=int, default=40)
+    parser.add_argument("--clip-pretrained", default=None, help="open_clip tag or weights file")
+    parser.add_argument(
+        "--dataset", default="synthetic", help="'synthetic' or a DAVIS-layout folder"
+    )
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--val-split", default="val")
+    parser.add_argument("--frames", type=int, default=8, help="frames per video (first N)")
+    parser.add_argument("--cache", type=Path, default=None, help="folder caching encoder tokens")
+    parser.add_argument("--train-videos", type=int, default=240, help="(at most, for a folder)")
+    parser.add_argument("--val-videos", type=int, default=40, help="(at most, for a folder)")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
@@ -322,12 +391,30 @@ def main(argv: list[str] | None = None) -> None:
     progress = not args.no_progress
     torch.set_num_threads(args.threads)
     start = time.time()
-    sam2_model = load_sam2(args.sam2, checkpoint=args.sam2_checkpoint, predictor_class=SAM2_BASE)
-    clip = load_clip(args.clip)
-    train = build_samples(
-        sam2_model, clip, "train", args.train_videos, seed=args.seed, progress=progress
+    sam2_model = load_sam2(
+        args.sam2,
+        checkpoint=args.sam2_checkpoint,
+        image_size=args.image_size,
+        predictor_class=SAM2_BASE,
     )
-    val = build_samples(sam2_model, clip, "val", args.val_videos, seed=args.seed, progress=progress)
+    clip = load_clip(args.clip, pretrained=args.clip_pretrained)
+    cache = None
+    if args.cache is not None:  # one folder per (SAM2, weights, input size): tokens differ
+        weights = Path(args.sam2_checkpoint).stem if args.sam2_checkpoint else "shipped"
+        cache = args.cache / f"{args.sam2}_{weights}_{sam2_model.image_size}px"
+    splits = {}
+    for split, count in ((args.train_split, args.train_videos), (args.val_split, args.val_videos)):
+        if args.dataset == "synthetic":
+            videos = synthetic_videos(
+                split, count, sam2_model.image_size, args.frames, seed=args.seed
+            )
+        else:
+            videos = davis_videos(args.dataset, split, clip, count, args.frames)
+        splits[split] = build_samples(
+            sam2_model, clip, videos, progress, cache, desc=f"encode {split}"
+        )
+    train, val = splits[args.train_split], splits[args.val_split]
+    encode_seconds = time.time() - start
     router, losses = train_router(
         train,
         clip.embed_dim,
@@ -339,7 +426,10 @@ def main(argv: list[str] | None = None) -> None:
         hard_negative_weight=args.hard_negative_weight,
     )
     table = token_recall_table(router, val)
-    discrimination = text_discrimination(router, val)
+    try:
+        discrimination = round(text_discrimination(router, val), 3)
+    except ValueError:  # no val frame shows two objects (e.g. single-object real videos)
+        discrimination = None
     wall = time.time() - start
     meta = {
         "sam2": args.sam2,
@@ -347,9 +437,11 @@ def main(argv: list[str] | None = None) -> None:
         "train_samples": str(len(train)),
         "steps": str(len(losses)),
         "hard_negative_weight": str(args.hard_negative_weight),
+        "dataset": str(args.dataset),
+        "encode_seconds": f"{encode_seconds:.0f}",
         "wall_seconds": f"{wall:.0f}",
         "val_token_recall": json.dumps(table),
-        "val_text_discrimination": f"{discrimination:.3f}",
+        "val_text_discrimination": str(discrimination),
     }
     save_router(router, args.out, meta)
     print(format_table(table))
@@ -358,8 +450,10 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "steps": len(losses),
                 "final_loss": float(np.mean(losses[-50:])),
-                "val_text_discrimination": round(discrimination, 3),
+                "val_text_discrimination": discrimination,
                 "wall_seconds": round(wall),
+                "encode_seconds": round(encode_seconds),
+                "samples": len(train),
                 "out": str(args.out),
             }
         )
