@@ -1,8 +1,10 @@
 """Every file location the library knows, in one place.
 
-The shipped weights live in the repository's ``data/`` folder (beside the package, not in it),
-the hydra/open_clip configs in ``fsam2lib/configs``, the notebooks in ``notebooks/`` and
-everything a run writes in ``build/`` (``FSAM2_BUILD`` overrides it).
+The shipped weights live in the repository's ``data/`` folder (beside the package, not in it);
+an installed wheel carries copies in ``fsam2lib/shipped/`` (see ``setup.py``), used when there
+is no repository around the package. The hydra/open_clip configs are in ``fsam2lib/configs``,
+the notebooks in ``notebooks/`` and everything a run writes in ``build/`` (``FSAM2_BUILD``
+overrides it).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
-DATA_DIR = REPO_DIR / "data"
+IN_REPOSITORY = (REPO_DIR / "pyproject.toml").is_file() and (REPO_DIR / "data").is_dir()
+# installed from a wheel: no repository around the package, the copies packed beside the code
+DATA_DIR = REPO_DIR / "data" if IN_REPOSITORY else PACKAGE_DIR / "shipped"
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 BUILD_DIR = Path(os.environ.get("FSAM2_BUILD", REPO_DIR / "build"))
 
