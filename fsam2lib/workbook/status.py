@@ -13,7 +13,9 @@ MICRO_SAM2_STATUS = (
     "these notebooks use (see `data/MODEL_CARD.md`). Prompted with a single click it tracks "
     "poorly (17.4 / 8.5). Its masks are real segmentation results of a 2.3M-parameter SAM2 on "
     "the synthetic world; they say nothing about real SAM2.1 checkpoints on real video "
-    "(notebook 06 runs those)."
+    "(notebook 06 runs those). On the project's held-out world (backgrounds, framing and "
+    "speeds it never trained on) it scores only 55 / 51 J&F (20 videos each; intervals in the "
+    "model card): a model trained on a broader world is in progress."
 )
 
 
