@@ -92,15 +92,15 @@ def text_on_return(predictor, video: Video, obj_id: int, keep_ratio: float) -> T
     from fsam2lib.evaluate import run_video, score_run
     from fsam2lib.pruning.config import PruningConfig
 
-    predictor.pruning = PruningConfig(keep_ratio=keep_ratio, strategy="router")
+    pruning, describe = predictor.pruning, predictor.describe_object
     kept, share, jf = {}, {}, {}
     for label, texts in (("with description", video.descriptions), ("without", None)):
-        describe = predictor.describe_object
+        predictor.pruning = PruningConfig(keep_ratio=keep_ratio, strategy="router")
         predictor.describe_object = None  # "without" must stay without: no automatic text
         try:
             run = run_video(predictor, video, texts=texts)
-        finally:
-            predictor.describe_object = describe
+        finally:  # the predictor is lent: leave it as it came
+            predictor.pruning, predictor.describe_object = pruning, describe
         sel = viz.collect_scores(predictor, run.state, obj_id, video.num_frames).kept
         kept[label] = sel
         share[label] = np.array(
