@@ -389,3 +389,16 @@ def test_gpu_check_without_cuda_says_so_and_its_exactness_check_holds(capsys):
     # the same exactness check the GPU run makes, here on the CPU with the micro config
     diff = gpu_check.max_logit_difference("micro", "cpu", 256, frames=4)
     assert diff <= gpu_check.EXACT_TOLERANCE
+
+
+def test_random_clip_weights_are_labelled_in_results():
+    from fsam2lib.bench.spec import random_clip, result_header
+
+    assert random_clip(bench.ModelSpec(clip="ViT-B-32"))
+    assert not random_clip(bench.ModelSpec(clip="ViT-B-32", clip_pretrained="openai"))
+    assert not random_clip(bench.ModelSpec()) and not random_clip(bench.ModelSpec(clip=None))
+    text = "CLIP ViT-B-32 with RANDOM weights: text cue and descriptions meaningless"
+    header = result_header("accuracy", {"weights": "trained", "text_encoder": text})
+    assert header["random_clip_weights"] and "CLIP has RANDOM weights" in header["note"]
+    plain = result_header("accuracy", {"weights": "trained", "text_encoder": "CLIP micro"})
+    assert not plain["random_clip_weights"] and plain["note"] == "trained weights"

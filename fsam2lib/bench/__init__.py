@@ -24,7 +24,7 @@ Each ``run_*`` takes a :class:`ModelSpec` and the run's own settings as keywords
     acc = bench.run_accuracy(bench.ModelSpec(predictor=predictor), bench.open_dataset(root))
 
 Result JSON (all kinds): ``kind``, ``schema``, ``created``, ``versions``, the model
-(``model``, ``weights``, ``weights_label``, ``random_weights``, ``note``, ``image_size``,
+(``model``, ``weights``, ``weights_label``, ``random_weights``, ``random_clip_weights``, ``note``, ``image_size``,
 ``grid``, ``num_maskmem``, ``max_obj_ptrs_in_encoder``, ``hidden_dim``, ``mem_dim``,
 ``memory_attention`` dims, ``device``, ``device_name``, ``threads``, ``router``,
 ``text_encoder``, ``text``) and ``settings``. Then per kind:

@@ -130,6 +130,12 @@ def open_predictor(
             lent.router, lent.pruning = saved
 
 
+def random_clip(spec: ModelSpec) -> bool:
+    """Whether the spec's CLIP has random weights (an open_clip name without weights; the
+    micro CLIP always loads its shipped file)."""
+    return spec.clip not in (None, "micro") and not spec.clip_pretrained
+
+
 def _build(spec: ModelSpec, needs_router: bool) -> tuple[PrunedSAM2VideoPredictor, dict]:
     from fsam2lib.predictor import build_predictor
 
@@ -147,6 +153,8 @@ def _build(spec: ModelSpec, needs_router: bool) -> tuple[PrunedSAM2VideoPredicto
     text = None
     if spec.clip is not None:
         text = f"CLIP {spec.clip}" + (f" ({spec.clip_pretrained})" if spec.clip_pretrained else "")
+        if random_clip(spec):
+            text += " with RANDOM weights: text cue and descriptions meaningless"
     router = "trained (shipped micro router)" if shipped else _router_label(spec)
     return predictor, {"router": router, "text_encoder": text}
 
@@ -237,6 +245,7 @@ def result_header(kind: str, info: dict, **settings) -> dict:
     from fsam2lib import __version__
 
     random = info["weights"] == "random"
+    random_text = "RANDOM weights" in (info.get("text_encoder") or "")
     return {
         "kind": kind,
         "schema": SCHEMA_VERSION,
@@ -249,12 +258,14 @@ def result_header(kind: str, info: dict, **settings) -> dict:
         },
         **info,
         "random_weights": random,
+        "random_clip_weights": random_text,
         "note": (
             "RANDOM weights: masks are meaningless; times, FLOPs, token counts and memory are "
             "real costs (which tokens are kept still follows meaningless masks)"
             if random
             else "trained weights"
-        ),
+        )
+        + ("; the CLIP has RANDOM weights (text meaningless)" if random_text else ""),
         "settings": settings,
     }
 
