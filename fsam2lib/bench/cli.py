@@ -86,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         acc = sub.add_parser(name, help=helptext)
         _add_common(acc, "micro")
         acc.add_argument(
-            "--dataset", default="synthetic:val:20", help="DAVIS-layout folder or synthetic:SPLIT:N"
+            "--dataset",
+            default="synthetic:val:20",
+            help="DAVIS-layout folder, synthetic:SPLIT:N or synthetic-WORLD:SPLIT:N (broad, held_out, hard)",
         )
         acc.add_argument("--split", default="val", help="ImageSets split of a dataset folder")
         acc.add_argument("--resolution", default="480p")
