@@ -334,16 +334,45 @@ def bootstrap_interval(
     Why videos: figures from ten videos moved by 10+ J&F between neighbouring checkpoints;
     the interval says how much of a difference the number of videos can carry.
     """
-    if not scores:
-        raise ValueError("bootstrap_interval needs at least one VideoScores")
+    (means,) = _resampled_means([scores], level, resamples, seed)
+    return _percentiles(means, level)
+
+
+def paired_bootstrap_interval(
+    reference: list[VideoScores],
+    other: list[VideoScores],
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Interval of the J&F *difference* reference - other over the same videos: each resample
+    draws videos once and scores both on them, so what the videos share cancels out."""
+    if [s.name for s in reference] != [s.name for s in other]:
+        raise ValueError("paired intervals need the same videos, in the same order")
+    ref, oth = _resampled_means([reference, other], level, resamples, seed)
+    return _percentiles(ref - oth, level)
+
+
+def _resampled_means(
+    runs: list[list[VideoScores]], level: float, resamples: int, seed: int
+) -> list[np.ndarray]:
+    """Global J&F means ``[resamples]`` of each run over the same resampled videos."""
+    if not runs[0]:
+        raise ValueError("bootstrap intervals need at least one VideoScores")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    sums = np.array([s.JF_per_object.sum() for s in scores])
-    counts = np.array([len(s.object_ids) for s in scores])
-    picks = np.random.default_rng(seed).integers(0, len(scores), (resamples, len(scores)))
-    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    picks = np.random.default_rng(seed).integers(0, len(runs[0]), (resamples, len(runs[0])))
+    means = []
+    for scores in runs:
+        sums = np.array([s.JF_per_object.sum() for s in scores])
+        counts = np.array([len(s.object_ids) for s in scores])
+        means.append(sums[picks].sum(axis=1) / counts[picks].sum(axis=1))
+    return means
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
+    low, high = np.quantile(values, [tail, 1 - tail])
     return float(low), float(high)
 
 

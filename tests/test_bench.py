@@ -234,6 +234,10 @@ def test_quick_accuracy(tmp_path, capsys):
     ]
     assert rows[0]["jf_drop"] == 0.0
     assert rows[1]["jf_drop"] == pytest.approx(rows[0]["J&F"] - rows[1]["J&F"])
+    # one video: every resample is that video, so the intervals collapse onto the figures
+    assert ref["ci95"] == pytest.approx([ref["J&F"]] * 2)
+    assert result["configs"][1]["jf_drop_ci95"] == pytest.approx([rows[1]["jf_drop"]] * 2)
+    assert "J&F 95% CI" in bench.format_accuracy_table(result)
     for row in rows:
         assert 0.0 <= row["J"] <= 1.0 and 0.0 <= row["F"] <= 1.0
         assert row["J&F"] == pytest.approx((row["J"] + row["F"]) / 2)

@@ -16,6 +16,7 @@ from fsam2lib.metrics import (
     f_measure,
     frame_statistics,
     jaccard,
+    paired_bootstrap_interval,
     summarize,
 )
 from fsam2lib.videos.davis import write_masks
@@ -365,3 +366,16 @@ def test_bootstrap_interval_resamples_videos():
     assert bootstrap_interval(lumped)[0] < bootstrap_interval(split)[0] - 0.03
     with pytest.raises(ValueError, match="level"):
         bootstrap_interval(spread, level=1.5)
+
+
+def test_paired_interval_cancels_what_the_videos_share():
+    """Two configs that differ by exactly 0.05 on every video, on videos of very different
+    difficulty: the paired interval of the difference is that 0.05; unpaired intervals of the
+    two means overlap widely."""
+    base = [_video(f"v{i}", [v]) for i, v in enumerate(np.linspace(0.2, 0.9, 15))]
+    worse = [_video(f"v{i}", [v - 0.05]) for i, v in enumerate(np.linspace(0.2, 0.9, 15))]
+    assert paired_bootstrap_interval(base, worse) == pytest.approx((0.05, 0.05))
+    (lo_a, hi_a), (lo_b, hi_b) = bootstrap_interval(base), bootstrap_interval(worse)
+    assert lo_a < hi_b and lo_b < hi_a  # unpaired: the intervals overlap
+    with pytest.raises(ValueError, match="same videos"):
+        paired_bootstrap_interval(base, worse[::-1])

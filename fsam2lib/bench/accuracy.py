@@ -184,7 +184,7 @@ def _score_configs(
 ) -> tuple[list[dict], list[dict]]:
     """Run every config on every video (configs interleaved per video); score each run."""
     from fsam2lib.evaluate import run_video, score_run
-    from fsam2lib.metrics import summarize
+    from fsam2lib.metrics import bootstrap_interval, paired_bootstrap_interval, summarize
 
     scores: dict[str, list] = {name: [] for name, _ in configs}
     seconds = dict.fromkeys(scores, 0.0)
@@ -238,9 +238,13 @@ def _score_configs(
         )
     ref = summaries[0]["J&F"]
     ref_seconds = summaries[0]["seconds_per_frame"]
+    ref_scores = scores[configs[0][0]]
     for row in summaries:
         row["jf_drop"] = ref - row["J&F"]
         row["speedup"] = ref_seconds / row["seconds_per_frame"]
+        # 95 % bootstrap intervals over videos; the drop's is paired (same videos resampled)
+        row["ci95"] = list(bootstrap_interval(scores[row["name"]]))
+        row["jf_drop_ci95"] = list(paired_bootstrap_interval(ref_scores, scores[row["name"]]))
     ref_by_video = {r["video"]: r["J&F"] for r in rows if r["config"] == configs[0][0]}
     for row in rows:
         row["jf_drop"] = ref_by_video[row["video"]] - row["J&F"]

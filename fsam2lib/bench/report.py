@@ -94,6 +94,13 @@ def _kept(config: dict) -> str:
     )
 
 
+def _interval(bounds: list[float] | None, spec: str = ".1f") -> str:
+    """``[low, high]`` in points, or "-" for results saved before intervals were kept."""
+    if bounds is None:
+        return "-"
+    return f"[{100 * bounds[0]:{spec}}, {100 * bounds[1]:{spec}}]"
+
+
 def format_accuracy_table(result: dict) -> str:
     """One row per configuration: J&F, J, F, drop against the reference, s/frame."""
     rows = [
@@ -105,12 +112,15 @@ def format_accuracy_table(result: dict) -> str:
             _fmt(100 * c["J"], ".1f"),
             _fmt(100 * c["F"], ".1f"),
             _fmt(100 * c["jf_drop"], "+.1f"),
+            _interval(c.get("ci95")),
+            _interval(c.get("jf_drop_ci95"), "+.1f"),
             _fmt(c["seconds_per_frame"], ".4f"),
             _fmt(c["speedup"], ".2f", suffix="x"),
         ]
         for c in result["configs"]
     ]
-    header = ["config", "keep", "mem", "J&F", "J", "F", "drop", "s/frame", "speedup"]
+    header = ["config", "keep", "mem", "J&F", "J", "F", "drop", "J&F 95% CI", "drop 95% CI"]
+    header += ["s/frame", "speedup"]
     s = result["settings"]
     return "\n".join(
         [
@@ -118,7 +128,8 @@ def format_accuracy_table(result: dict) -> str:
             f"dataset: {s['dataset']}; protocol {s['protocol']}; text: {result['text']} "
             f"(encoder: {result['text_encoder']}); router: {result['router']}",
             _table(header, rows),
-            "J&F, J, F and drop in points (x100); drop = reference J&F - config J&F.",
+            "J&F, J, F and drop in points (x100); drop = reference J&F - config J&F; 95 % "
+            "bootstrap intervals over videos (the drop's paired: the same videos resampled).",
             f"NOTE: {result['note']}",
         ]
     )
