@@ -119,5 +119,7 @@ def test_good_input_still_tracks(predictor, state):
     predictor.add_new_mask(state, 0, 1, _mask())
     predictor.add_new_points_or_box(state, 0, 2, points=[[40.0, 30.0]], labels=[1])
     predictor.add_new_points_or_box(state, 0, 3, box=[5.0, 5.0, 60.0, 40.0])
+    batched = torch.tensor([[[20.0, 20.0]]])  # sam2's batched form [1, N, 2] stays accepted
+    predictor.add_new_points_or_box(state, 0, 1, points=batched, labels=torch.tensor([[1]]))
     frames = [t for t, _, _ in predictor.propagate_in_video(state)]
     assert frames == list(range(T)) and state["obj_ids"] == [1, 2, 3]

@@ -111,9 +111,13 @@ def check_points_and_box(
     unit = "video pixels" if normalize_coords else "normalised coordinates"
     if points is not None:
         xy = _as_array(points, "points")
+        if xy.ndim == 3 and len(xy) == 1:  # sam2 also takes a batch of one: [1, N, 2]
+            xy = xy[0]
         if xy.ndim != 2 or xy.shape[-1] != 2 or len(xy) == 0:
             raise ValueError(f"points must be a non-empty [N, 2] array of (x, y), got {xy.shape}")
         lab = _as_array(labels, "labels")
+        if lab.ndim == 2 and len(lab) == 1:  # [1, N]
+            lab = lab[0]
         if lab.shape != (len(xy),):
             raise ValueError(f"labels must be [N] = [{len(xy)}] to match points, got {lab.shape}")
         if not np.isin(lab, POINT_LABELS).all():
