@@ -54,7 +54,8 @@ def test_identity_effects_change_nothing_and_warps_move_masks_with_pixels():
     masks = np.zeros((3, 40, 60), np.uint8)
     masks[:, 15:25, 25:40] = 1  # central: stays in frame when zoomed
     f, m = frames.copy(), masks.copy()
-    effects.apply_effects(f, m, effects.no_effects(3))
+    identity = effects.Effects(np.ones(3), np.zeros(3), np.ones((3, 3)))
+    effects.apply_effects(f, m, identity)
     assert np.array_equal(f, frames) and np.array_equal(m, masks)
     zoomed = effects.Effects(np.full(3, 1.5), np.zeros(3), np.ones((3, 3)))
     frames[:] = 0

@@ -33,11 +33,6 @@ class Effects:
         return bool(np.any(self.zoom != 1.0) or np.any(self.roll != 0.0))
 
 
-def no_effects(num_frames: int) -> Effects:
-    """The identity: frames come out exactly as painted."""
-    return Effects(np.ones(num_frames), np.zeros(num_frames), np.ones((num_frames, 3)))
-
-
 def sample_effects(
     rng: np.random.Generator,
     num_frames: int,
