@@ -12,6 +12,7 @@ _EXPORTS = {
     "build_predictor": "fsam2lib.predictor",
     "PrunedSAM2VideoPredictor": "fsam2lib.predictor",
     "PruningConfig": "fsam2lib.pruning",
+    "StatePolicy": "fsam2lib.predictor",
     "load_sam2": "fsam2lib.models.sam2",
     "load_clip": "fsam2lib.models.clip",
 }

@@ -23,6 +23,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from fsam2lib.metrics import VideoScores, bootstrap_interval, evaluate_video, summarize
+from fsam2lib.videos.davis import labels_from_logits
 from fsam2lib.videos.frames import init_state_from_frames
 from fsam2lib.videos.video import Video
 
@@ -110,13 +111,6 @@ def run_video(
     return VideoRun(
         video.name, labels_from_logits(logits, object_ids), logits, object_ids, seconds, state
     )
-
-
-def labels_from_logits(logits: np.ndarray, object_ids: list[int]) -> np.ndarray:
-    """``[K, T, H, W]`` logits -> uint8 ``[T, H, W]`` label map (best object where its logit > 0)."""
-    best = logits.argmax(0)
-    ids = np.asarray(object_ids, dtype=np.uint8)[best]
-    return np.where(logits.max(0) > 0, ids, 0).astype(np.uint8)
 
 
 def score_run(run: VideoRun, video: Video) -> VideoScores:

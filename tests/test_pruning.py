@@ -302,6 +302,7 @@ class Source:
 
     frame_idx: int
     memory_keep_idx: torch.Tensor | None
+    is_compact: bool = False
 
 
 def keep_idx(n: int, k: int, seed: int) -> torch.Tensor:
@@ -381,6 +382,38 @@ def test_planned_forward_scatters_onto_fill_and_reports_memory():
             PruningPlan(grid=grid, query_idx=plan.query_idx, fill=fill, memory_sources=sources[:1])
         ):
             pruned(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=ptr)
+
+
+def test_compact_chunks_give_the_same_output_as_dense_ones():
+    """A chunk holding only a frame's kept tokens (in index order, int32 indices) attends
+    exactly like the dense chunk with the same indices."""
+    grid, hw, ptr = (8, 8), 64, 4
+    pruned = PrunedMemoryAttention.convert(small_memory_attention(True, True))
+    torch.manual_seed(3)
+    curr, curr_pos = torch.randn(hw, 1, 32), torch.randn(hw, 1, 32)
+    memory, memory_pos = torch.randn(2 * hw + ptr, 1, 16), torch.randn(2 * hw + ptr, 1, 16)
+    query_idx, first = keep_idx(hw, 20, 4), keep_idx(hw, 12, 5)
+    compact_rows = torch.cat([first[0], torch.arange(hw, 2 * hw + ptr)])
+    with torch.no_grad():
+        dense = pruned.forward_pruned(
+            curr, memory, curr_pos, memory_pos, ptr, grid, query_idx, [first, None]
+        )
+        compact = pruned.forward_pruned(
+            curr,
+            memory[compact_rows],
+            curr_pos,
+            memory_pos[compact_rows],
+            ptr,
+            grid,
+            query_idx,
+            [first.to(torch.int32), None],
+            [True, False],
+        )
+    assert torch.equal(dense, compact)
+    with pytest.raises(ValueError, match="one chunk per memory_idx"):
+        pruned.forward_pruned(
+            curr, memory, curr_pos, memory_pos, ptr, grid, query_idx, [first, None], [True]
+        )
 
 
 def test_convert_only_accepts_memory_attention():

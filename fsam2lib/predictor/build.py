@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fsam2lib.predictor.object_text import clip_describer, clip_text_encoder
 from fsam2lib.predictor.predictor import PrunedSAM2VideoPredictor
+from fsam2lib.predictor.state_policy import StatePolicy
 from fsam2lib.pruning.config import PruningConfig
 from fsam2lib.pruning.scorers import TokenScorer
 
@@ -23,6 +24,7 @@ def build_predictor(
     clip_pretrained: str | None = None,
     router: str | TokenScorer | None = "shipped",
     describe: Sequence[str] | str | Path | Callable | None = None,
+    state_policy: StatePolicy | str = "lean",
 ) -> PrunedSAM2VideoPredictor:
     """A :class:`PrunedSAM2VideoPredictor` with its text encoder, describer and router attached.
 
@@ -35,11 +37,15 @@ def build_predictor(
         CLIP's default phrases; a list of phrases or a vocabulary file: ranking of those; a
         callable ``(rgb [3, S, S], mask [S, S]) -> str | None``: used as is (e.g. a captioning
         pipeline, the paper's approach).
+    state_policy: what inference states keep: "lean" (compact memory, bounded state, lazy
+        frames; :class:`~fsam2lib.predictor.state_policy.StatePolicy`), "stock" (stock SAM2's
+        storage) or a ``StatePolicy``.
     """
     from fsam2lib.models.clip import load_clip
     from fsam2lib.models.sam2 import load_sam2
     from fsam2lib.pruning.router import load_router
 
+    policy = StatePolicy.named(state_policy)  # fail before loading anything
     predictor = load_sam2(
         model,
         checkpoint=checkpoint,
@@ -68,4 +74,5 @@ def build_predictor(
         predictor.router = router
     if pruning is not None:
         predictor.pruning = pruning
+    predictor.state_policy = policy
     return predictor

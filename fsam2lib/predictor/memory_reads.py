@@ -3,6 +3,13 @@ SAM2 read them (see :mod:`fsam2lib.predictor.predictor` for why this is exact).
 
 Each frame's stored output is a :class:`TrackedOutput`; while :func:`record_memory_reads` is
 active, every read of its ``"maskmem_features"`` is logged, in order.
+
+A compacted output (:meth:`TrackedOutput.compact`) stores only its kept memory tokens:
+``"maskmem_features"`` is ``[B, C, K]`` and ``"maskmem_pos_enc"`` reads as SAM2's shared
+encoding gathered at the kept tokens. SAM2 flattens and permutes both exactly as it does a
+dense ``[B, C, H, W]`` map, so the memory it concatenates holds ``K`` tokens for that frame
+and no dense copy is ever made. Only pruned memory attention can read such a chunk, so a
+compact output refuses to be read outside :func:`record_memory_reads`.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+import torch
 from torch import Tensor
 
 _ACTIVE_READS: ContextVar[list | None] = ContextVar("fsam2_memory_reads", default=None)
@@ -33,13 +41,47 @@ class TrackedOutput(dict):
         self.prompted = prompted
         self.memory_keep_idx: Tensor | None = None  # [B, K] grid indices; None = all tokens
         self.conditioned: Tensor | None = None  # [B, C, H, W] memory-conditioned features
+        self.compact_grid: tuple[int, int] | None = None  # set once only kept tokens are stored
+
+    @property
+    def is_compact(self) -> bool:
+        return self.compact_grid is not None
+
+    def compact(self) -> None:
+        """Store only the ``memory_keep_idx`` tokens of the memory features (SAM2's storage
+        dtype) and the indices as int32; a no-op when every token is kept."""
+        features, idx = dict.get(self, "maskmem_features"), self.memory_keep_idx
+        if self.is_compact or features is None or idx is None:
+            return
+        b, c, h, w = features.shape
+        if idx.shape[1] == h * w:
+            return
+        idx = idx.to(device=features.device, dtype=torch.int32)
+        self["maskmem_features"] = _gather_grid(features, idx)
+        self.memory_keep_idx = idx
+        self.compact_grid = (h, w)
 
     def __getitem__(self, key: str) -> object:
-        if key == "maskmem_features":
+        if key in ("maskmem_features", "maskmem_pos_enc"):
             reads = _ACTIVE_READS.get()
-            if reads is not None:
+            if self.is_compact and reads is None:
+                raise RuntimeError(
+                    f"the memory of frame {self.frame_idx} is stored compact (kept tokens only) "
+                    "and only pruned memory attention can read it; with strategy 'none', "
+                    "re-propagate from the prompted frame, or use StatePolicy(compact_memory=False)"
+                )
+            if key == "maskmem_features" and reads is not None:
                 reads.append(self)
+            if key == "maskmem_pos_enc" and self.is_compact:
+                levels = super().__getitem__(key)
+                return [*levels[:-1], _gather_grid(levels[-1], self.memory_keep_idx)]
         return super().__getitem__(key)
+
+
+def _gather_grid(x: Tensor, idx: Tensor) -> Tensor:
+    """``x`` ``[B, C, H, W]`` at grid indices ``idx`` ``[B, K]`` -> ``[B, C, K]``."""
+    index = idx.to(x.device, torch.int64)[:, None, :].expand(-1, x.shape[1], -1)
+    return x.flatten(2).expand(index.shape[0], -1, -1).gather(2, index)
 
 
 @contextmanager

@@ -38,6 +38,15 @@ memory indices, the config used; ``token_scores`` shows one as ``TokenScores``).
 frame's ``TrackedOutput`` carries its kept memory indices and, for ``fill="previous"``, its
 memory-conditioned features (kept on prompted frames and on the latest tracked frame only).
 
+What the state stores is set by ``predictor.state_policy``
+(:class:`~fsam2lib.predictor.state_policy.StatePolicy`): by default a pruned frame's memory
+is stored compact (:meth:`TrackedOutput.compact`), outputs SAM2 can no longer read are
+released during propagation (:mod:`~fsam2lib.predictor.bounded_state`), token records are
+kept for the latest frames, and JPEG folders / MP4s are decoded lazily
+(:mod:`~fsam2lib.videos.streaming`). A compact conditioning frame whose selection must change
+gets its dense memory back from SAM2's own memory encoder, called as SAM2's
+``propagate_in_video_preflight`` calls it (same inputs, same bits).
+
 Selections are made when a frame is processed, under the config in force then. Swap
 ``predictor.pruning`` between runs; prompted (conditioning) frames scored under another
 config, router or text are re-scored at the start of ``propagate_in_video``, so
@@ -52,9 +61,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 from torch import Tensor
 
+from fsam2lib.predictor.bounded_state import (
+    check_not_released,
+    release_behind,
+    trim_heap,
+    trim_records,
+)
 from fsam2lib.predictor.frame_pruning import prompt_points, score_frame, select_memory
 from fsam2lib.predictor.input_checks import (
     VIDEO_SUFFIXES,
@@ -73,10 +89,12 @@ from fsam2lib.predictor.records import (
     new_side_entry,
     side_entry,
 )
+from fsam2lib.predictor.state_policy import StatePolicy
 from fsam2lib.pruning.attention import PrunedMemoryAttention, PruningPlan
 from fsam2lib.pruning.config import ROUTER_STRATEGIES, PruningConfig
 from fsam2lib.pruning.scorers import ScoringInputs, make_scorer
 from fsam2lib.videos.frames import IN_MEMORY_VIDEO, init_state_from_frames, read_video_file
+from fsam2lib.videos.streaming import stream_jpeg_folder, stream_video_file
 
 
 @dataclass
@@ -108,6 +126,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
     yourself):
 
     pruning: :class:`~fsam2lib.pruning.PruningConfig`.
+    state_policy: :class:`~fsam2lib.predictor.state_policy.StatePolicy`, what inference
+        states keep (default: the lean policy; ``StatePolicy.stock()`` for stock SAM2's).
     router: the learned :class:`~fsam2lib.pruning.scorers.TokenScorer` for strategies
         "router" and "text_only" (``ScoringInputs.cues`` says which cues to use).
     text_encoder: ``Callable[[list[str]], Tensor [N, D]]`` (e.g. from ``load_clip``); needed
@@ -119,12 +139,15 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         If it is None (default) such an object has no text and the text cue is off for it.
     """
 
-    _PLAIN_ATTRS = frozenset({"pruning", "router", "text_encoder", "describe_object", "_call"})
+    _PLAIN_ATTRS = frozenset(
+        {"pruning", "state_policy", "router", "text_encoder", "describe_object", "_call"}
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         PrunedMemoryAttention.convert(self.memory_attention)
         self.pruning = PruningConfig(strategy="none")
+        self.state_policy = StatePolicy()
         self.router = None
         self.text_encoder = None
         self.describe_object = None
@@ -136,6 +159,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             return
         if name == "pruning" and not isinstance(value, PruningConfig):
             raise TypeError(f"pruning must be a PruningConfig, got {type(value).__name__}")
+        if name == "state_policy" and not isinstance(value, StatePolicy):
+            raise TypeError(f"state_policy must be a StatePolicy, got {type(value).__name__}")
         if name in ("router", "text_encoder", "describe_object") and not (
             value is None or callable(value)
         ):
@@ -153,9 +178,20 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         async_loading_frames=False,
     ):
         """Stock ``init_state``; also creates the state's ``"fsam2"`` entry. A missing, empty or
-        unreadable ``video_path`` is a clear error (see ``input_checks``)."""
+        unreadable ``video_path`` is a clear error (see ``input_checks``). Under
+        ``state_policy.streaming`` a JPEG folder or MP4 is decoded lazily (then
+        ``async_loading_frames`` has nothing left to do and is ignored)."""
         if video_path != IN_MEMORY_VIDEO:
             check_video_path(video_path)
+            if self.state_policy.streaming:
+                with self._streamed_loader(offload_video_to_cpu):
+                    state = super().init_state(
+                        str(video_path),
+                        offload_video_to_cpu=offload_video_to_cpu,
+                        offload_state_to_cpu=offload_state_to_cpu,
+                    )
+                state[SIDE_KEY] = new_side_entry()
+                return state
             if Path(video_path).suffix in VIDEO_SUFFIXES:  # decoded here (sam2 needs decord)
                 return init_state_from_frames(
                     self,
@@ -192,6 +228,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         check_frame_idx(inference_state, frame_idx)
         check_obj_id(obj_id)
         check_points_and_box(inference_state, points, labels, box, normalize_coords)
+        check_not_released(self, inference_state, obj_id, frame_idx)
         make_scorer(self.pruning, self.router)  # fail before touching the state
         with self._prompt_text(inference_state, obj_id, text):
             result = super().add_new_points_or_box(
@@ -214,6 +251,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         check_frame_idx(inference_state, frame_idx)
         check_obj_id(obj_id)
         check_mask(inference_state, mask)
+        check_not_released(self, inference_state, obj_id, frame_idx)
         make_scorer(self.pruning, self.router)  # fail before touching the state
         with self._prompt_text(inference_state, obj_id, text):
             result = super().add_new_mask(inference_state, frame_idx, obj_id, mask)
@@ -235,9 +273,13 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             raise ValueError(
                 f"max_frame_num_to_track must be an int >= 0, got {max_frame_num_to_track!r}"
             )
-        return super().propagate_in_video(
+        frames = super().propagate_in_video(
             inference_state, start_frame_idx, max_frame_num_to_track, reverse
         )
+        policy = self.state_policy
+        if not (policy.bounded or policy.trim_memory):
+            return frames
+        return self._bounded(inference_state, frames, reverse, policy)
 
     @torch.inference_mode()
     def propagate_in_video_preflight(self, inference_state):
@@ -286,7 +328,10 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         if record is None:
             raise KeyError(
                 f"no token scores for object {obj_id!r} on frame {frame_idx}: the frame has not "
-                "been processed with a pruning strategy (strategy 'none' records nothing)"
+                "been processed with a pruning strategy (strategy 'none' records nothing), or "
+                "its record was dropped: state_policy.score_records="
+                f"{self.state_policy.score_records} keeps the latest frames' records only "
+                "(StatePolicy(score_records=None) keeps all)"
             )
         return TokenScores.of(record)
 
@@ -352,7 +397,11 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             record.memory_keep_idx = tracked.memory_keep_idx = self._select_memory(
                 record, out["pred_masks"]
             )
+            if self.state_policy.compact_memory:
+                tracked.compact()
+            records.pop(frame_idx, None)  # re-inserted last: records stay in processing order
             records[frame_idx] = record
+            trim_records(records, self.state_policy.score_records)
         return tracked, pred_masks
 
     def _prepare_memory_conditioned_features(
@@ -378,26 +427,86 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             track_in_reverse=track_in_reverse,
         )
         call = self._call
-        if call is None or call.record is None:
+        record = None if call is None else call.record
+        if record is None and (call is None or self.pruning.strategy == "none"):
             pix = super()._prepare_memory_conditioned_features(**kwargs)
         else:
+            # a frame left unscored under a pruning strategy (a prompt awaiting its
+            # description) keeps every query, but may still read compact memory frames
+            curr = current_vision_feats[-1]
+            hw = curr.shape[0]
             attention = PrunedMemoryAttention.convert(self.memory_attention)
             plan = PruningPlan(
                 grid=tuple(feat_sizes[-1]),
-                query_idx=call.record.query_idx,
-                fill=self._fill(call, current_vision_feats[-1]),
+                query_idx=torch.arange(hw, device=curr.device).expand(curr.shape[1], -1)
+                if record is None
+                else record.query_idx,
+                fill=curr if record is None else self._fill(call, curr),
             )
             with record_memory_reads() as reads, attention.planned(plan):
                 plan.memory_sources = reads
                 pix = super()._prepare_memory_conditioned_features(**kwargs)
-            if plan.attended is not None:
-                call.record.memory_attention_ran = True
-                call.record.attended_memory = plan.attended
+            if plan.attended is not None and record is not None:
+                record.memory_attention_ran = True
+                record.attended_memory = plan.attended
         if call is not None:
             call.conditioned = pix
         return pix
 
     # ------------------------------------------------------------------ helpers of the above
+
+    @contextmanager
+    def _streamed_loader(self, offload_video_to_cpu: bool) -> Iterator[None]:
+        """sam2's frame loader swapped, for one ``init_state``, for a lazy one."""
+        from unittest import mock
+
+        prefetch = self.state_policy.prefetch
+
+        def load(video_path, image_size, *_, compute_device=None, **__):
+            device = "cpu" if offload_video_to_cpu else (compute_device or self.device)
+            if Path(video_path).suffix in VIDEO_SUFFIXES:
+                return stream_video_file(video_path, image_size, device, prefetch)
+            return stream_jpeg_folder(video_path, image_size, device, prefetch)
+
+        with mock.patch("sam2.sam2_video_predictor.load_video_frames", load):
+            yield
+
+    def _bounded(
+        self, state: dict, frames: Iterator, reverse: bool, policy: StatePolicy
+    ) -> Iterator:
+        """Stock propagation; after each frame, under ``policy.bounded``, release what SAM2 can
+        no longer read: old outputs, and the finished frame's cached backbone output (SAM2
+        keeps the last frame's, ~100 MiB at 1024 px, alive while the next frame is encoded; a
+        later request for that frame recomputes it, same bits); under ``policy.trim_memory``,
+        hand freed heap memory back to the OS."""
+        records = side_entry(state)["records"]
+        for frame_idx, obj_ids, masks in frames:
+            if policy.bounded:
+                release_behind(self, state, frame_idx, reverse, records)
+                state["cached_features"] = {}
+            if policy.trim_memory:
+                trim_heap()
+            yield frame_idx, obj_ids, masks
+
+    def _dense_memory(self, state: dict, frame_idx: int, out: TrackedOutput) -> None:
+        """Give a compact conditioning frame its dense memory back: SAM2's memory encoder on
+        the frame's stored mask, called exactly as ``propagate_in_video_preflight`` does."""
+        high_res_masks = F.interpolate(
+            out["pred_masks"].to(state["device"]),
+            size=(self.image_size, self.image_size),
+            mode="bilinear",
+            align_corners=False,
+        )
+        features, pos_enc = self._run_memory_encoder(
+            inference_state=state,
+            frame_idx=frame_idx,
+            batch_size=1,
+            high_res_masks=high_res_masks,
+            object_score_logits=out["object_score_logits"],
+            is_mask_from_pts=True,
+        )
+        out.compact_grid = None
+        out["maskmem_features"], out["maskmem_pos_enc"] = features, pos_enc
 
     def _check_obj(self, state: dict, obj_id: object) -> None:
         if obj_id not in state["obj_id_to_idx"]:
@@ -547,6 +656,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
                 if self.pruning.strategy == "none":
                     records.pop(t, None)
                     if isinstance(out, TrackedOutput):
+                        if out.is_compact:
+                            self._dense_memory(state, t, out)
                         out.memory_keep_idx = None
                     continue
                 if not isinstance(out, TrackedOutput):
@@ -555,20 +666,23 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
                         "create the inference state with this predictor"
                     )
                 record = records.get(t)
-                if record is not None and record.fingerprint == fingerprint:
-                    continue
-                record = self._score_frame(
-                    state,
-                    obj_id,
-                    obj_output_dict,
-                    t,
-                    out["pred_masks"].shape[0],
-                    out.is_init_cond_frame,
-                    state["point_inputs_per_obj"][obj_idx].get(t),
-                    state["mask_inputs_per_obj"][obj_idx].get(t),
-                    out.reverse,
-                )
-                record.memory_keep_idx = out.memory_keep_idx = self._select_memory(
-                    record, out["pred_masks"]
-                )
-                records[t] = record
+                if record is None or record.fingerprint != fingerprint:
+                    if out.is_compact:
+                        self._dense_memory(state, t, out)
+                    record = self._score_frame(
+                        state,
+                        obj_id,
+                        obj_output_dict,
+                        t,
+                        out["pred_masks"].shape[0],
+                        out.is_init_cond_frame,
+                        state["point_inputs_per_obj"][obj_idx].get(t),
+                        state["mask_inputs_per_obj"][obj_idx].get(t),
+                        out.reverse,
+                    )
+                    record.memory_keep_idx = out.memory_keep_idx = self._select_memory(
+                        record, out["pred_masks"]
+                    )
+                    records[t] = record
+                if self.state_policy.compact_memory:
+                    out.compact()  # its memory exists from preflight on

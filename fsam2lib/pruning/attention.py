@@ -2,8 +2,9 @@
 positions, scatter back onto a fill.
 
 Conventions (SAM2's): inside memory attention tensors are sequence-first ``[H*W, B, C]``;
-memory is the concatenation of ``H*W``-token chunks, one per stored memory frame, followed by
-``num_obj_ptr_tokens`` object-pointer tokens, which are never pruned and never rotated."""
+memory is the concatenation of one chunk per stored memory frame -- ``H*W`` tokens for a
+dense frame, its ``K`` kept tokens for a compact one -- followed by ``num_obj_ptr_tokens``
+object-pointer tokens, which are never pruned and never rotated."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class MemorySource(Protocol):
 
     frame_idx: int
     memory_keep_idx: Tensor | None  # [B, K] kept grid indices of this frame; None = all
+    is_compact: bool  # only the kept tokens are stored (the chunk holds K tokens, not H*W)
 
 
 @dataclass
@@ -130,11 +132,12 @@ class PrunedMemoryAttention(MemoryAttention):
             plan.grid,
             plan.query_idx,
             memory_idx,
+            [src.is_compact for src in plan.memory_sources],
         )
         plan.attended = {
             src.frame_idx: _all_tokens(plan.grid, curr.shape[1], curr.device)
             if idx is None
-            else idx
+            else idx.long()
             for src, idx in zip(plan.memory_sources, memory_idx, strict=True)
         }
         return scatter_tokens(plan.fill, plan.query_idx, kept)
@@ -149,13 +152,15 @@ class PrunedMemoryAttention(MemoryAttention):
         grid: tuple[int, int],
         query_idx: Tensor,
         memory_idx: Sequence[Tensor | None],
+        compact: Sequence[bool] | None = None,
     ) -> Tensor:
         """Memory attention over kept tokens; returns the kept queries' outputs ``[Kq, B, C]``.
 
-        curr/curr_pos ``[H*W, B, C]``; memory/memory_pos ``[F*H*W + P, B, Cm]`` with F =
-        ``len(memory_idx)`` frame chunks then P = ``num_obj_ptr_tokens`` pointer tokens;
-        query_idx ``[B, Kq]``; ``memory_idx[f]`` ``[B, Kf]`` grid indices kept in chunk f
-        (None = all).
+        curr/curr_pos ``[H*W, B, C]``; memory/memory_pos: one chunk per entry of
+        ``memory_idx``, then P = ``num_obj_ptr_tokens`` pointer tokens; query_idx ``[B, Kq]``;
+        ``memory_idx[f]`` ``[B, Kf]`` grid indices kept in chunk f (None = all). Chunk f holds
+        ``H*W`` tokens, or only its ``Kf`` kept ones (in ``memory_idx[f]`` order) where
+        ``compact[f]`` (default: no chunk is compact).
         """
         if not self.batch_first:
             raise NotImplementedError(
@@ -165,20 +170,32 @@ class PrunedMemoryAttention(MemoryAttention):
         hw = h * w
         if curr.shape[0] != hw:
             raise ValueError(f"curr has {curr.shape[0]} tokens but the grid {grid} has {hw}")
-        n_frames = len(memory_idx)
-        if memory.shape[0] != n_frames * hw + num_obj_ptr_tokens:
-            raise RuntimeError(
-                f"memory has {memory.shape[0]} tokens, expected {n_frames} recorded memory "
-                f"frames x {hw} + {num_obj_ptr_tokens} pointer tokens; the memory layout was "
-                "not identified (were all stored outputs produced by PrunedSAM2VideoPredictor?)"
-            )
+        compact = [False] * len(memory_idx) if compact is None else list(compact)
+        if len(compact) != len(memory_idx) or any(
+            c and i is None for c, i in zip(compact, memory_idx, strict=True)
+        ):
+            raise ValueError("compact must flag one chunk per memory_idx entry, each with indices")
         b, device = curr.shape[1], curr.device
         query_idx = query_idx.to(device)
         frame_idx = [
-            _all_tokens(grid, b, device) if i is None else i.to(device) for i in memory_idx
+            _all_tokens(grid, b, device) if i is None else i.to(device, torch.int64)
+            for i in memory_idx
         ]
-        ptr = n_frames * hw + torch.arange(num_obj_ptr_tokens, device=device).expand(b, -1)
-        mem_index = torch.cat([f * hw + idx for f, idx in enumerate(frame_idx)] + [ptr], dim=1)
+        lengths = [i.shape[1] if c else hw for i, c in zip(frame_idx, compact, strict=True)]
+        if memory.shape[0] != sum(lengths) + num_obj_ptr_tokens:
+            raise RuntimeError(
+                f"memory has {memory.shape[0]} tokens, expected {sum(lengths)} in "
+                f"{len(memory_idx)} recorded memory frames + {num_obj_ptr_tokens} pointer tokens; "
+                "the memory layout was not identified (were all stored outputs produced by "
+                "PrunedSAM2VideoPredictor?)"
+            )
+        starts = [sum(lengths[:f]) for f in range(len(lengths))]
+        local = [
+            torch.arange(n, device=device).expand(b, -1) if c else idx
+            for idx, n, c in zip(frame_idx, lengths, compact, strict=True)
+        ]
+        ptr = sum(lengths) + torch.arange(num_obj_ptr_tokens, device=device).expand(b, -1)
+        mem_index = torch.cat([s + idx for s, idx in zip(starts, local, strict=True)] + [ptr], 1)
         key_grid_idx = torch.cat(frame_idx, dim=1) if frame_idx else query_idx[:, :0]
 
         output = gather_tokens(curr, query_idx)

@@ -26,6 +26,7 @@ vos-benchmark read: ``<folder>/<video>/<frame>.png`` palette PNGs.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,35 @@ def write_masks(
     for frame_name, labels in zip(frame_names, masks, strict=True):
         _check_name(frame_name, "frame name")
         _save_label_png(out / f"{frame_name}.png", labels)
+
+
+def labels_from_logits(logits: np.ndarray, object_ids: list[int]) -> np.ndarray:
+    """``[K, T, H, W]`` logits -> uint8 ``[T, H, W]`` label map (best object where its logit > 0)."""
+    best = logits.argmax(0)
+    ids = np.asarray(object_ids, dtype=np.uint8)[best]
+    return np.where(logits.max(0) > 0, ids, 0).astype(np.uint8)
+
+
+def save_as_they_come(
+    propagation: Iterable[tuple[int, list, object]], folder: str | Path, video_name: str
+) -> Iterator[tuple[int, list, object]]:
+    """Pass ``predictor.propagate_in_video(...)`` through, writing each frame's label map as a
+    DAVIS palette PNG ``folder/<video>/<frame:05d>.png`` as soon as it is yielded, so that a
+    long video's masks never have to be held in memory at once."""
+    _check_name(video_name, "video name")
+    out = Path(folder) / video_name
+    out.mkdir(parents=True, exist_ok=True)
+    for frame_idx, obj_ids, mask_logits in propagation:
+        bad = [
+            i for i in obj_ids if isinstance(i, bool) or not isinstance(i, int) or not 0 < i < 256
+        ]
+        if bad:
+            raise ValueError(f"palette PNGs hold object ids 1..255, got {bad}")
+        logits = mask_logits.float().cpu().numpy()[:, 0]  # [K, H, W]
+        _save_label_png(
+            out / f"{frame_idx:05d}.png", labels_from_logits(logits[:, None], obj_ids)[0]
+        )
+        yield frame_idx, obj_ids, mask_logits
 
 
 def read_masks(folder: str | Path, video_name: str) -> tuple[np.ndarray, list[str]]:
