@@ -129,7 +129,9 @@ def test_efficiency_tokens_and_flops_follow_the_formula(efficiency):
     bank = pruned["memory_bank_bytes"]
     assert bank["dense"] == 7 * HW * 32 * 2  # bf16 memory features, 32-d
     assert bank["kept"] == bank["dense"] // 2
-    assert bank["stored"] == bank["dense"] + 7 * (HW // 2) * 8  # dense + int64 indices
+    # stored compact (the lean state policy): kept bf16 features + int32 indices
+    assert bank["stored"] == 7 * (HW // 2) * (32 * 2 + 4)
+    assert ref["memory_bank_bytes"]["stored"] == bank["dense"]
 
 
 def test_flops_formula_hand_case():
@@ -210,7 +212,7 @@ def test_spec_carries_an_in_memory_predictor_and_router():
     assert eff["configs"][1]["stage_seconds"]["router"] > 0.0  # the given router ran
     assert predictor.router is None and predictor.pruning is own_pruning
     with pytest.raises(ValueError, match="isolate=False"):
-        bench.run_memory(spec, frames=9, keep=[1.0])  # isolate=True: a fresh process
+        bench.run_memory(spec, lengths=[4])  # isolate=True: a fresh process
     trained = fsam2lib.build_predictor(model="micro", router=None)
     with pytest.raises(ValueError, match="need a router"):
         bench.run_accuracy(bench.ModelSpec(predictor=trained), strategies="router")
@@ -283,30 +285,41 @@ def test_quick_ablation_rows_fills_and_contexts():
         bench.run_accuracy(RANDOM_MICRO, fill="blur")
 
 
-def test_memory_trace_and_release():
+def test_memory_vs_length_stock_and_lean():
     result = bench.run_memory(
         RANDOM_MICRO,
-        frames=18,
-        keep=[1.0],
-        release=(False, True),
-        trace_every=6,
+        lengths=[6, 40],
+        configs=["stock", "pruned", "pruned+lean"],
+        keep=0.5,
+        trace_every=10,
         isolate=False,
+        threads=1,
     )
-    keep_all, released = result["series"]
-    assert keep_all["frames"] == released["frames"] == [0, 6, 12, 17]
-    # forward tracking reads up to 15 previous frames (16 object pointers): by frame 17,
-    # non-conditioning frames 1-2 are released; SAM2 by default keeps all 18 frames' memory
-    per_frame = 32 * 16 * 16 * 2  # bf16 [1, 32, 16, 16]
-    assert released["released_frames"] == 2
-    assert keep_all["state_bytes_end"]["maskmem_features"] == 18 * per_frame
-    assert released["state_bytes_end"]["maskmem_features"] == 16 * per_frame
-    assert keep_all["state_bytes"][-1] > keep_all["state_bytes"][0]
-    # what memory attention reads does not depend on releasing
-    assert keep_all["attended_memory_tokens"] == released["attended_memory_tokens"]
-    assert max(t for t in keep_all["attended_memory_tokens"] if t) == 7 * HW + 2 * 16
-    assert "keep-all" in bench.format_memory_table(result)
+    rows = {(r["config"], r["frames"]): r for r in result["rows"]}
+    assert set(rows) == {(c, n) for c in ("stock", "pruned", "pruned+lean") for n in (6, 40)}
+    per_frame = 32 * HW * 2  # bf16 [1, 32, 16, 16]
+    kept = HW // 2
+    # stock storage keeps every frame's dense memory; the lean policy keeps the frames SAM2
+    # can still read (prompt window + the window behind the last frame), each compact
+    assert rows[("stock", 40)]["stored_bank_bytes"] == 40 * per_frame
+    assert rows[("pruned", 40)]["stored_bank_bytes"] == 40 * per_frame
+    lean = rows[("pruned+lean", 40)]
+    assert lean["stored_outputs"] < 40
+    assert lean["stored_bank_bytes"] == lean["stored_outputs"] * kept * (32 * 2 + 4)
+    assert lean["state_bytes"]["total"] < rows[("stock", 40)]["state_bytes"]["total"] / 2
+    assert rows[("stock", 6)]["working_set_bytes"] is None  # in-process: no own peak
+    summary = result["summary"]
+    ratio = summary["pruned+lean"]["vs_stock"][40]["stored_bank"]
+    assert ratio == pytest.approx(lean["stored_bank_bytes"] / (40 * per_frame))
+    assert summary["stock"]["state_growth_bytes_per_frame"] > per_frame
+    assert lean["trace"] and lean["trace"][-1]["frame"] == 39
+    assert "pruned+lean" in bench.format_memory_table(result)
     fig = bench.plot_memory_vs_length(result)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="configs must be names"):
+        bench.run_memory(RANDOM_MICRO, configs="stock,thrifty")
+    with pytest.raises(ValueError, match="integer >= 2"):
+        bench.run_memory(RANDOM_MICRO, lengths="1,8")
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ Result JSON (all kinds): ``kind``, ``schema``, ``created``, ``versions``, the mo
   ``query_expected``, ``memory_frames``, ``memory_kept_per_frame``,
   ``memory_expected_per_frame``, ``pointer_tokens`` [min, max]), ``memory_attention_flops``
   (``self_attention``, ``cross_attention``, ``mlp``, ``total``), ``flops_vs_dense``,
-  ``memory_bank_bytes`` (``dense``, ``kept``, ``indices``, ``stored``), ``baseline_rss_bytes``,
+  ``memory_bank_bytes`` (``dense``, ``kept``, ``stored``), ``baseline_rss_bytes``,
   ``peak_rss_bytes`` (None in-process), ``peak_cuda_bytes`` (None off CUDA),
   ``state_bytes_end``, and ``runs`` (per repeat: seconds, speedups, per-frame stage times).
 - accuracy / ablation: ``configs`` (``name``, ``strategy``, ``keep_ratio``,
@@ -45,9 +45,12 @@ Result JSON (all kinds): ``kind``, ``schema``, ``created``, ``versions``, the mo
   ``jf_drop``, ``seconds_per_frame``, ``speedup``, ``summary`` = DAVIS statistics) and
   ``videos`` (one row per video and config: ``J``, ``F``, ``J&F``, ``jf_drop``,
   ``seconds_per_frame``, ``frames``, ``objects``).
-- memory: ``memory_note`` and ``series`` (per config and release mode: sampled ``frames``,
-  ``rss_bytes``, ``state_bytes``, ``maskmem_bytes``, ``cuda_allocated_bytes``,
-  ``attended_memory_tokens``, growth per frame, ``state_bytes_end`` by part, peaks).
+- memory: ``memory_note``, ``rows`` (per configuration and video length: ``config``,
+  ``policy``, ``frames``, ``baseline_rss_bytes``, ``peak_rss_bytes``, ``working_set_bytes``,
+  ``cuda_working_set_bytes``, ``state_bytes`` by part, ``stored_bank_bytes``,
+  ``stored_outputs``, ``seconds_per_frame``, ``trace``) and ``summary`` (per configuration:
+  growth per frame of working set, CUDA working set and state; ``vs_stock`` ratios per length,
+  ``growth_vs_stock``).
 """
 
 from fsam2lib.bench.accuracy import run_ablation, run_accuracy

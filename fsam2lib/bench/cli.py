@@ -6,7 +6,8 @@
     python -m fsam2lib.bench accuracy --model micro --dataset synthetic:val:20 \\
         --keep 1.0,0.5,0.3,0.2,0.1 --strategies router,random,grid,mask_prior,text_only --json acc.json
     python -m fsam2lib.bench ablation --model micro --dataset DIR --keep 0.3 --json abl.json
-    python -m fsam2lib.bench memory --model micro --frames 200 --image-size 256 --keep 1.0,0.3
+    python -m fsam2lib.bench memory --model sam2.1_hiera_t --weights random --image-size 512 \
+        --lengths 16,100,400 --keep 0.3 --json mem.json
     python -m fsam2lib.bench compare previous.json current.json
 
 Every run prints a table and, with ``--json``, writes the result and its plots (PNG, next to
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from fsam2lib.bench.accuracy import run_ablation, run_accuracy
 from fsam2lib.bench.efficiency import run_efficiency
-from fsam2lib.bench.memory import run_memory
+from fsam2lib.bench.memory import DEFAULT_CONFIGS, MEMORY_CONFIGS, run_memory
 from fsam2lib.bench.report import compare_results, format_comparison, format_result, write_result
 from fsam2lib.bench.runner import worker_main
 from fsam2lib.bench.sources import open_dataset
@@ -74,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     eff.add_argument("--strategy", default="router")
     eff.add_argument("--bf16", action="store_true", help="torch.autocast bfloat16")
     eff.add_argument("--repeats", type=int, default=3)
+    eff.add_argument(
+        "--state-policy",
+        default="lean",
+        choices=("lean", "stock"),
+        help="what the pruned configs' states keep (the reference: always stock)",
+    )
     eff.add_argument("--threads", type=int, default=None, help="torch threads per run")
     eff.add_argument(
         "--in-process", action="store_true", help="no subprocess per run (no peak RSS)"
@@ -112,19 +119,23 @@ def _parser() -> argparse.ArgumentParser:
                 "--contexts", default="0,0.5", help="lattice shares to compare with the default"
             )
 
-    mem = sub.add_parser("memory", help="memory vs video length, with and without pruning")
+    mem = sub.add_parser(
+        "memory", help="working set and stored state vs video length: stock, pruned, lean"
+    )
     _add_common(mem, "micro")
-    _add_keep(mem, "1.0,0.3")
-    mem.add_argument("--frames", type=int, default=200)
+    mem.add_argument("--keep", type=float, default=0.3, help="keep ratio of the pruned configs")
+    mem.add_argument("--memory-keep", default="same")
+    mem.add_argument("--lengths", default="16,64,256", help="video lengths in frames")
+    mem.add_argument(
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help=f"from {','.join(MEMORY_CONFIGS)}",
+    )
     mem.set_defaults(image_size=256)
     mem.add_argument("--strategy", default="router")
     mem.add_argument(
-        "--release",
-        default="both",
-        choices=("no", "yes", "both"),
-        help="release frames outside SAM2's memory window (default: both variants)",
+        "--trace-every", type=int, default=None, help="sample the longest video every N frames"
     )
-    mem.add_argument("--trace-every", type=int, default=None, help="sample every N frames")
     mem.add_argument("--bf16", action="store_true")
     mem.add_argument("--threads", type=int, default=None)
     mem.add_argument("--in-process", action="store_true")
@@ -170,6 +181,7 @@ def _run_command(args: argparse.Namespace) -> dict:
             strategy=args.strategy,
             frames=args.frames,
             repeats=args.repeats,
+            state_policy=args.state_policy,
             bf16=args.bf16,
             threads=args.threads,
             isolate=not args.in_process,
@@ -180,10 +192,10 @@ def _run_command(args: argparse.Namespace) -> dict:
         return run_memory(
             spec,
             keep=args.keep,
-            memory_keep=memory_keep,
+            memory_keep=None if memory_keep is None else float(memory_keep),
             strategy=args.strategy,
-            release={"no": (False,), "yes": (True,), "both": (False, True)}[args.release],
-            frames=args.frames,
+            lengths=args.lengths,
+            configs=args.configs,
             trace_every=args.trace_every,
             bf16=args.bf16,
             threads=args.threads,

@@ -36,8 +36,6 @@ from fsam2lib.bench.spec import (
 from fsam2lib.pruning.config import PruningConfig
 from fsam2lib.pruning.selection import num_kept
 
-INDEX_BYTES = 8  # kept indices are int64
-
 
 def run_efficiency(
     spec: ModelSpec,
@@ -53,6 +51,7 @@ def run_efficiency(
     quick: bool = False,
     seed: int = 0,
     progress: bool = False,
+    state_policy: str = "lean",
 ) -> dict:
     """Steady-state cost per keep ratio against stock SAM2, measured interleaved.
 
@@ -63,9 +62,13 @@ def run_efficiency(
     subprocess (peak RSS per config); otherwise one process with one predictor (peak RSS not
     reported) — the only choice for a spec with an in-memory predictor or router
     (``isolate=True`` raises ValueError for those). ``quick``: at most 9 frames, 1 repeat.
-    ``seed``: the video, and an untrained router. Returns the result (schema:
-    :mod:`fsam2lib.bench`).
+    ``seed``: the video, and an untrained router. ``state_policy``: what the pruned
+    configurations' inference states keep ("lean", the predictor's default, or "stock"); the
+    reference always runs with stock storage, as Meta's predictor does. Returns the result
+    (schema: :mod:`fsam2lib.bench`).
     """
+    if state_policy not in ("lean", "stock"):
+        raise ValueError(f"state_policy must be 'lean' or 'stock', got {state_policy!r}")
     keeps = parse_ratios(keep)
     mem_keeps = parse_memory_keep(memory_keep, keeps)
     (strategy,) = parse_strategies([strategy], ACCURACY_STRATEGIES)
@@ -87,7 +90,7 @@ def run_efficiency(
         bar = tqdm(total=repeats * len(configs), desc="efficiency", disable=not progress)
         for r in range(repeats):
             for i in order[r % len(order) :] + order[: r % len(order)]:
-                result = runner.run(configs[i])
+                result = runner.run(configs[i], policy="stock" if i == 0 else state_policy)
                 info = info or _check_steady(result["info"], frames)
                 runs[config_name(configs[i])].append(result["run"])
                 bar.update()
@@ -100,6 +103,7 @@ def run_efficiency(
         steady_frames=[steady_from, frames - 1],
         strategy=strategy,
         repeats=repeats,
+        state_policy=state_policy,
         isolated=isolate,
         quick=quick,
         seed=seed,
@@ -241,22 +245,16 @@ def _flops_summary(dims: MemoryAttentionDims, tokens: list[dict], hw: int) -> di
 
 
 def _bank_bytes(tokens: dict, hw: int, mem_dim: int, run: dict, config: PruningConfig) -> dict:
-    """The memory bank one steady frame attends to: dense, kept, and what is really stored.
-
-    The implementation keeps every frame's dense memory features (as SAM2 does, in its
-    storage dtype) and adds the kept indices; it does not compact the bank. So "stored" is
-    dense + indices; "kept" is what a compacted bank would hold.
-    """
+    """The memory bank one steady frame attends to: dense, kept, and what the inference state
+    really stores for it (measured: compact under the lean state policy -- kept features
+    plus int32 indices -- dense under stock storage)."""
     elem = run["stored_memory_element_bytes"]
     frames = len(tokens["memory_per_frame"])
     kept = sum(tokens["memory_per_frame"])
-    index = 0 if config.strategy == "none" else kept * INDEX_BYTES
     return {
         "frames": frames,
         "dense": frames * hw * mem_dim * elem,
         "kept": kept * mem_dim * elem,
-        "indices": index,
-        "stored": frames * hw * mem_dim * elem + index,
+        "stored": run["bank_bytes"],
         "element_bytes": elem,
-        "note": "stored = dense features of every memory frame + kept indices (not compacted)",
     }

@@ -77,31 +77,37 @@ def plot_jf_vs_keep(result: dict) -> Figure:
 
 
 def plot_memory_vs_length(result: dict) -> Figure:
-    """Three panels against frame index: process RSS, inference-state bytes, tokens read."""
+    """Working set (peak RSS minus RSS after model load; CUDA where measured) and stored
+    inference state against video length, one line per configuration."""
     if result.get("kind") != "memory":
         raise ValueError("plot_memory_vs_length needs a memory result")
-    fig, axes = _figure(3, width=4.6)
-    keeps = sorted({(s["keep_ratio"], s["memory_keep_ratio"]) for s in result["series"]})
-    for s in result["series"]:
-        style = dict(
-            ls="--" if s["release"] else "-",
-            color=f"C{keeps.index((s['keep_ratio'], s['memory_keep_ratio']))}",
-            label=s["name"],
-        )
-        if None not in s["rss_bytes"]:
-            axes[0].plot(s["frames"], np.array(s["rss_bytes"]) / MIB, **style)
-        axes[1].plot(s["frames"], np.array(s["state_bytes"]) / MIB, **style)
-        tokens = [np.nan if t is None else t for t in s["attended_memory_tokens"]]
-        axes[2].plot(s["frames"], tokens, **style)
-    for ax, label in zip(
-        axes,
-        ("process RSS (MiB)", "inference state (MiB)", "memory tokens read per frame"),
-        strict=True,
-    ):
-        ax.set_xlabel("frame")
+    cuda = any(r["cuda_working_set_bytes"] is not None for r in result["rows"])
+    fig, axes = _figure(3 if cuda else 2, width=4.6)
+    panels = [("working_set_bytes", "working set: peak RSS − RSS after load (MiB)")]
+    if cuda:
+        panels.append(("cuda_working_set_bytes", "CUDA max allocated − after load (MiB)"))
+    panels.append((None, "inference state at the end (MiB)"))
+    configs = list(dict.fromkeys(r["config"] for r in result["rows"]))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for i, name in enumerate(configs):
+            rows = sorted(
+                (r for r in result["rows"] if r["config"] == name), key=lambda r: r["frames"]
+            )
+            values = [r["state_bytes"]["total"] if key is None else r[key] for r in rows]
+            points = [
+                (r["frames"], v / MIB) for r, v in zip(rows, values, strict=True) if v is not None
+            ]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", color=f"C{i}", label=name)
+        ax.set_xlabel("video length (frames)")
         ax.set_ylabel(label)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Memory vs video length — {_subtitle(result)}", fontsize=10)
+    axes[-1].legend(fontsize=8)  # the state panel always has every configuration's line
+    settings = result["settings"]
+    fig.suptitle(
+        f"Memory vs video length — {_subtitle(result)}; {settings['strategy']} at keep "
+        f"{settings['keep_ratio']}",
+        fontsize=10,
+    )
     return fig
 
 

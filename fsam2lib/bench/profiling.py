@@ -322,6 +322,46 @@ def peak_rss_bytes() -> int | None:
     return int(maxrss if sys.platform == "darwin" else maxrss * 1024)
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux: ``clear_refs`` 5 resets ``VmHWM``), so that the
+    next :func:`peak_rss_bytes` is the peak since now; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def stored_outputs(state: dict) -> int:
+    """How many per-frame outputs the inference state holds (all objects, cond and not)."""
+    return sum(
+        len(outputs[part])
+        for outputs in state["output_dict_per_obj"].values()
+        for part in ("cond_frame_outputs", "non_cond_frame_outputs")
+    )
+
+
+def bank_bytes(state: dict, frames: int | None = None) -> int:
+    """Stored bytes of memory features (with their kept indices where stored compact): of
+    every stored frame, or with ``frames``, of the memory the next frame reads (every
+    conditioning frame and the latest ``frames - 1`` non-conditioning frames)."""
+
+    def size(out) -> int:
+        features = dict.get(out, "maskmem_features")
+        index = getattr(out, "memory_keep_idx", None) if getattr(out, "is_compact", False) else None
+        return (0 if features is None else features.nbytes) + (0 if index is None else index.nbytes)
+
+    total = 0
+    for outputs in state["output_dict_per_obj"].values():
+        recent = sorted(outputs["non_cond_frame_outputs"])
+        if frames is not None:
+            recent = recent[-(frames - 1) :] if frames > 1 else []
+        total += sum(size(out) for out in outputs["cond_frame_outputs"].values())
+        total += sum(size(outputs["non_cond_frame_outputs"][t]) for t in recent)
+    return total
+
+
 def _tensors(obj: object, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Tensor]]:
     """Every tensor reachable from containers, dataclasses and dict subclasses' attributes."""
     if isinstance(obj, Tensor):
@@ -338,6 +378,8 @@ def _tensors(obj: object, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ..
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for item in dataclasses.fields(obj):
             yield from _tensors(getattr(obj, item.name), (*path, item.name))
+    elif hasattr(obj, "held_tensors"):  # e.g. StreamedFrames: the frames decoded right now
+        yield from _tensors(obj.held_tensors(), path)
 
 
 def state_bytes(state: dict) -> dict[str, int]:

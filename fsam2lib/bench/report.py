@@ -80,7 +80,8 @@ def format_efficiency_table(result: dict) -> str:
         f"{result['text_encoder']}",
         _table(["", *[c["name"] for c in configs]], rows),
         f"NOTE: {result['note']}",
-        "bank stored = what the implementation holds (dense features + kept indices).",
+        "bank stored = what the inference state holds for the bank read by one frame (lean "
+        "state policy: kept features + int32 indices; stock storage: dense features).",
     ]
     return "\n".join(lines)
 
@@ -136,38 +137,52 @@ def format_accuracy_table(result: dict) -> str:
 
 
 def format_memory_table(result: dict) -> str:
-    """Per series: state and RSS at start and end, growth per frame, attended tokens."""
+    """Per configuration and video length: working set, stored state and bank, against stock."""
+    summary = result["summary"]
     rows = []
-    for s in result["series"]:
+    for r in result["rows"]:
+        vs = summary[r["config"]].get("vs_stock", {}).get(r["frames"]) or {}
         rows.append(
             [
-                s["name"],
-                _fmt(s["state_bytes"][0], ".1f", MIB),
-                _fmt(s["state_bytes"][-1], ".1f", MIB),
-                _fmt(s["state_growth_bytes_per_frame"], ".1f", 1024.0),
-                _fmt(s["maskmem_bytes"][-1], ".2f", MIB),
-                _fmt(s["rss_bytes"][-1], ".0f", MIB),
-                _fmt(s["rss_growth_bytes_per_frame"], ".1f", 1024.0),
-                _fmt(s["peak_rss_bytes"], ".0f", MIB),
-                str(max((t for t in s["attended_memory_tokens"] if t is not None), default="n/a")),
+                r["config"],
+                str(r["frames"]),
+                _fmt(r["working_set_bytes"], ".0f", MIB),
+                _fmt(vs.get("working_set"), ".0%"),
+                _fmt(r["cuda_working_set_bytes"], ".0f", MIB),
+                _fmt(r["state_bytes"]["total"], ".1f", MIB),
+                _fmt(r["stored_bank_bytes"], ".2f", MIB),
+                _fmt(vs.get("stored_bank"), ".0%"),
+                str(r["stored_outputs"]),
+                _fmt(r["seconds_per_frame"], ".3f"),
             ]
         )
     header = [
-        "series",
-        "state MiB first",
-        "state MiB last",
-        "state KiB/frame",
-        "maskmem MiB",
-        "RSS MiB last",
-        "RSS KiB/frame",
-        "peak RSS MiB",
-        "max tokens read",
+        "config",
+        "frames",
+        "working set MiB",
+        "vs stock",
+        "CUDA MiB",
+        "state MiB",
+        "bank MiB",
+        "bank vs stock",
+        "outputs held",
+        "s/frame",
     ]
+    growth = [
+        f"  {name}: working set {_fmt(s['working_set_growth_bytes_per_frame'], '.1f', 1024.0)} "
+        f"KiB/frame ({_fmt(s.get('growth_vs_stock'), '.1%')} of stock's), stored state "
+        f"{_fmt(s['state_growth_bytes_per_frame'], '.1f', 1024.0)} KiB/frame"
+        for name, s in summary.items()
+    ]
+    settings = result["settings"]
     return "\n".join(
         [
             _title(result),
-            f"{result['settings']['video']}; {result['settings']['frames']} frames",
+            f"{settings['video']}; JPEG frames {settings['frame_size'][0]}x"
+            f"{settings['frame_size'][1]}; {settings['strategy']} at keep {settings['keep_ratio']}",
             _table(header, rows),
+            "growth per frame (slope over video lengths):",
+            *growth,
             result["memory_note"],
             f"NOTE: {result['note']}",
         ]

@@ -28,9 +28,12 @@ import torch
 from fsam2lib.bench.profiling import (
     MemoryAttentionProbe,
     StageTimer,
+    bank_bytes,
     peak_rss_bytes,
+    reset_peak_rss,
     rss_bytes,
     state_bytes,
+    stored_outputs,
 )
 from fsam2lib.bench.spec import ModelSpec, open_predictor, predictor_info
 from fsam2lib.paths import REPO_DIR
@@ -52,29 +55,6 @@ def quiet_sam2() -> Iterator[None]:
         yield
 
 
-def release_old_frames(predictor, state: dict, frame_idx: int) -> int:
-    """Drop stored outputs (and token records) of non-conditioning frames that forward tracking
-    never reads again after ``frame_idx``; returns how many were dropped.
-
-    SAM2 reads the last ``num_maskmem - 1`` frames' memory (every ``stride``-th but the last)
-    and up to ``max_obj_ptrs_in_encoder - 1`` previous object pointers; older outputs stay in
-    the state only because SAM2 keeps every frame's output for the caller.
-    """
-    stride = predictor.memory_temporal_stride_for_eval
-    window = max(1 + (predictor.num_maskmem - 2) * stride, predictor.max_obj_ptrs_in_encoder - 1)
-    oldest = frame_idx + 1 - window
-    records = state.get("fsam2", {}).get("records", {})
-    dropped = 0
-    for obj_idx, outputs in state["output_dict_per_obj"].items():
-        old = [t for t in outputs["non_cond_frame_outputs"] if t < oldest]
-        obj_records = records.get(state["obj_idx_to_id"][obj_idx], {})
-        for t in old:
-            del outputs["non_cond_frame_outputs"][t]
-            obj_records.pop(t, None)
-        dropped += len(old)
-    return dropped
-
-
 def measure_run(
     predictor,
     video: Video,
@@ -82,33 +62,46 @@ def measure_run(
     text: str | None = None,
     bf16: bool = False,
     trace_every: int | None = None,
-    release: bool = False,
+    policy: str = "lean",
+    video_dir: str | None = None,
 ) -> dict:
     """Prompt ``PROMPT_OBJECT`` with its first-frame mask, propagate, and measure every frame.
 
-    Returns per-frame wall time, stage times and memory-attention token counts; peak RSS /
+    ``policy``: the predictor's state policy for the run ("lean" or "stock", see
+    :class:`~fsam2lib.predictor.state_policy.StatePolicy`). ``video_dir``: a JPEG folder of
+    ``video``'s frames, opened with ``init_state(video_path=...)`` as a user would (else the
+    frames are handed over in memory).
+
+    Returns per-frame wall time, stage times and memory-attention token counts; RSS after the
+    model was loaded and the peak RSS of the run itself (Linux resets the peak first); peak
     CUDA memory; the inference state's bytes at the end; with ``trace_every``, samples of RSS
-    and state bytes every that many frames; with ``release``, old frames are released as the
-    video advances (:func:`release_old_frames`).
+    and state bytes every that many frames.
     """
+    from fsam2lib.predictor.state_policy import StatePolicy
     from fsam2lib.videos.frames import init_state_from_frames
 
     device = torch.device(predictor.device)
     cuda = device.type == "cuda"
     predictor.pruning = config
+    predictor.state_policy = StatePolicy.named(policy)
     gc.collect()
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     baseline_rss = rss_bytes()
+    peak_reset = reset_peak_rss()
+    baseline_cuda = torch.cuda.memory_allocated(device) if cuda else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    trace, released, frames = [], 0, []
+    trace, frames = [], []
     mask = video.masks[0] == PROMPT_OBJECT
     if not mask.any():
         raise ValueError(f"video {video.name!r}: object {PROMPT_OBJECT} is not on frame 0")
     with torch.inference_mode(), autocast, quiet_sam2():
-        state = init_state_from_frames(predictor, video.frames)
+        if video_dir is None:
+            state = init_state_from_frames(predictor, video.frames)
+        else:
+            state = predictor.init_state(video_path=video_dir)
         extra = {} if text is None else {"text": text}
         predictor.add_new_mask(state, frame_idx=0, obj_id=PROMPT_OBJECT, mask=mask, **extra)
         probe = MemoryAttentionProbe(predictor.memory_attention)
@@ -119,8 +112,6 @@ def measure_run(
                 entry["tokens"] = probe.calls[-1] if probe.calls else None
                 probe.calls.clear()
                 frames.append(entry)
-                if release:
-                    released += release_old_frames(predictor, state, frame_idx)
                 if trace_every and (
                     frame_idx % trace_every == 0 or frame_idx == video.num_frames - 1
                 ):
@@ -130,10 +121,14 @@ def measure_run(
         "frames": frames,
         "baseline_rss_bytes": baseline_rss,
         "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_is_run_only": peak_reset,
+        "baseline_cuda_bytes": baseline_cuda,
         "peak_cuda_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
         "state_bytes_end": state_bytes(state),
         "stored_memory_element_bytes": _maskmem_element_bytes(state),
-        "released_frames": released,
+        "stored_outputs": stored_outputs(state),
+        "bank_bytes": bank_bytes(state, predictor.num_maskmem),
+        "stored_bank_bytes": bank_bytes(state),
         "trace": trace or None,
     }
     del state
@@ -146,7 +141,7 @@ def _maskmem_element_bytes(state: dict) -> int:
         for part in ("cond_frame_outputs", "non_cond_frame_outputs"):
             for out in outputs[part].values():
                 if out.get("maskmem_features") is not None:
-                    return int(out["maskmem_features"].element_size())
+                    return int(dict.get(out, "maskmem_features").element_size())
     raise RuntimeError("no stored memory features in the inference state")
 
 
@@ -177,7 +172,8 @@ class _Job:
     bf16: bool = False
     threads: int | None = None
     trace_every: int | None = None
-    release: bool = False
+    policy: str = "lean"
+    video_dir: str | None = None  # a JPEG folder of the video, read through init_state
 
     def to_json(self, video_path: str) -> dict:
         return {
@@ -188,7 +184,8 @@ class _Job:
             "bf16": self.bf16,
             "threads": self.threads,
             "trace_every": self.trace_every,
-            "release": self.release,
+            "policy": self.policy,
+            "video_dir": self.video_dir,
             "video": video_path,
         }
 
@@ -204,7 +201,8 @@ class _Job:
             bf16=data["bf16"],
             threads=data["threads"],
             trace_every=data["trace_every"],
-            release=data["release"],
+            policy=data["policy"],
+            video_dir=data["video_dir"],
         )
         return job, data["video"]
 
@@ -219,7 +217,14 @@ def _execute(job: _Job, video: Video, built: tuple | None = None) -> dict:
     with opened as (predictor, carried):
         text = video.descriptions.get(PROMPT_OBJECT) if predictor.text_encoder is not None else None
         run = measure_run(
-            predictor, video, job.config, text, job.bf16, job.trace_every, job.release
+            predictor,
+            video,
+            job.config,
+            text,
+            job.bf16,
+            job.trace_every,
+            job.policy,
+            job.video_dir,
         )
         info = predictor_info(predictor, {**carried, "text": text, "bf16": job.bf16})
     return {"info": info, "run": run}
@@ -235,6 +240,16 @@ def _save_video(video: Video, folder: Path) -> str:
         descriptions=json.dumps({str(k): v for k, v in video.descriptions.items()}),
     )
     return str(path)
+
+
+def save_jpeg_folder(video: Video, folder: Path) -> str:
+    """``video``'s frames as ``00000.jpg``, ... (quality 95), the layout sam2 reads."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(video.frames):
+        Image.fromarray(frame).save(folder / f"{t:05d}.jpg", quality=95)
+    return str(folder)
 
 
 def _load_video(path: str) -> Video:
@@ -277,7 +292,8 @@ class Runner:
     then reported as None: it is the process's, not the configuration's).
 
     A spec holding in-memory objects cannot go to a subprocess: ``isolate=True`` then raises
-    ValueError here, before any run.
+    ValueError here, before any run. ``jpeg``: the video is written as a JPEG folder and each
+    run opens it with ``init_state(video_path=...)``, as a user would.
     """
 
     def __init__(
@@ -289,6 +305,7 @@ class Runner:
         seed: int = 0,
         bf16: bool = False,
         threads: int | None = None,
+        jpeg: bool = False,
     ) -> None:
         if isolate:
             spec.to_json()  # raises for in-memory objects
@@ -297,24 +314,29 @@ class Runner:
         self._stack = ExitStack()
         self._folder = Path()
         self._video_path = ""
+        self.jpeg, self._video_dir = jpeg, None
         self._built: tuple | None = None
         self._count = 0
 
     def __enter__(self) -> Runner:
-        if self.isolate:
+        if self.isolate or self.jpeg:
             self._folder = Path(
                 self._stack.enter_context(tempfile.TemporaryDirectory(prefix="fsam2_bench_"))
             )
+        if self.isolate:
             self._video_path = _save_video(self.video, self._folder)
+        if self.jpeg:
+            self._video_dir = save_jpeg_folder(self.video, self._folder / "frames")
         return self
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
     def run(
-        self, config: PruningConfig, trace_every: int | None = None, release: bool = False
+        self, config: PruningConfig, trace_every: int | None = None, policy: str = "lean"
     ) -> dict:
-        """Measure one configuration: ``{"info": model header entries, "run": measurements}``."""
+        """Measure one configuration under a state policy ("lean" or "stock"):
+        ``{"info": model header entries, "run": measurements}``."""
         job = _Job(
             self.spec,
             self.strategies,
@@ -323,7 +345,8 @@ class Runner:
             self.bf16,
             self.threads,
             trace_every,
-            release,
+            policy,
+            self._video_dir,
         )
         self._count += 1
         if self.isolate:

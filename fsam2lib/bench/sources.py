@@ -15,15 +15,19 @@ from fsam2lib.bench.spec import check_positive
 from fsam2lib.videos.video import Video
 
 
-def cost_video(image_size: int, frames: int, seed: int = 0) -> Video:
-    """A synthetic video at the model's input size; longer than the world's 60-frame limit by
-    playing it forwards and backwards (continuous motion)."""
+def cost_video(
+    image_size: int, frames: int, seed: int = 0, size: tuple[int, int] | None = None
+) -> Video:
+    """A synthetic video at the model's input size (or ``size`` = (height, width)); longer
+    than the world's 60-frame limit by playing it forwards and backwards (continuous motion)."""
     from fsam2lib.videos.world import WorldConfig, make_video
 
     check_positive("frames", frames)
+    height, width = size or (image_size, image_size)
     base_len = min(max(frames, 8), 60)
-    config = WorldConfig(height=image_size, width=image_size, num_frames=base_len)
-    base = make_video(seed, config, split="val", name=f"cost_{image_size}px")
+    config = WorldConfig(height=height, width=width, num_frames=base_len)
+    name = f"cost_{image_size}px" if size is None else f"cost_{height}x{width}"
+    base = make_video(seed, config, split="val", name=name)
     if frames == base_len:
         return base
     period = 2 * base_len - 2
