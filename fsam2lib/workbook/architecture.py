@@ -36,10 +36,13 @@ class Step:
 
 FRAME_STEPS: tuple[Step, ...] = (
     Step(
-        "frame t, resized and normalised",
+        "frame t, decoded when needed, resized and normalised as sam2 does",
         "[3, S, S]",
-        ("sam2.utils.misc:load_video_frames", "fsam2lib.videos.frames:init_state_from_frames"),
-        frozen_sam2=True,
+        (
+            "fsam2lib.videos.streaming:StreamedFrames",
+            "sam2.utils.misc:_load_img_as_tensor",
+            "fsam2lib.videos.frames:init_state_from_frames",
+        ),
     ),
     Step(
         "image encoder (Hiera + FPN neck)",
@@ -100,9 +103,25 @@ FRAME_STEPS: tuple[Step, ...] = (
         frozen_sam2=True,
     ),
     Step(
+        "store the frame's memory compact: its kept tokens + int32 indices",
+        "maskmem [B, C, K]",
+        (
+            "fsam2lib.predictor.frame_pruning:select_memory",
+            "fsam2lib.predictor.memory_reads:TrackedOutput.compact",
+        ),
+    ),
+    Step(
         "record what was kept (token_scores) for notebooks and benches",
         "TokenScores",
         ("fsam2lib.predictor.records:TokenScores", "fsam2lib.workbook.viz:collect_scores"),
+    ),
+    Step(
+        "release outputs SAM2 can no longer read (bounded state)",
+        "StatePolicy",
+        (
+            "fsam2lib.predictor.bounded_state:release_behind",
+            "fsam2lib.predictor.state_policy:StatePolicy",
+        ),
     ),
 )
 
