@@ -11,6 +11,7 @@ One module per job:
 - ``profiling``: stage timers, memory-attention token counts and FLOPs, RSS, state bytes;
 - ``efficiency``, ``accuracy`` (with the ablation), ``memory``: the three kinds of run and
   why they are measured the way they are;
+- sweeps run where ``fsam2lib.executors.Executor`` says (this process, or Ray: local or a cluster);
 - ``report``: tables, comparison of two results, result files; ``plots``: figures;
 - ``cli``: the command line.
 
@@ -75,8 +76,10 @@ from fsam2lib.bench.report import (
 )
 from fsam2lib.bench.sources import VideoSource, cost_video, open_dataset
 from fsam2lib.bench.spec import ModelSpec, parse_memory_keep, parse_ratios, parse_strategies
+from fsam2lib.executors import Executor
 
 __all__ = [
+    "Executor",
     "ModelSpec",
     "VideoSource",
     "compare_results",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
@@ -28,6 +29,7 @@ from fsam2lib.bench.spec import (
     predictor_info,
     result_header,
 )
+from fsam2lib.executors import Executor
 from fsam2lib.pruning.config import CUES, FILLS, PruningConfig
 
 
@@ -43,6 +45,7 @@ def run_accuracy(
     fill: str | None = None,
     seed: int = 0,
     progress: bool = False,
+    executor: Executor | str = "serial",
 ) -> dict:
     """J, F, J&F per video and mean for every strategy x keep ratio, and the drop of each
     against stock SAM2 (the reference, run once).
@@ -52,9 +55,13 @@ def run_accuracy(
     this process, so ``spec`` may hold an in-memory predictor or router. ``context`` /
     ``fill``: :attr:`PruningConfig.context` / :attr:`PruningConfig.fill` of every pruned run
     (None: the config's default). ``seed``: synthetic videos, and an untrained router.
+    ``executor``: "serial" (one predictor in this process), "ray" (one Ray task per video and
+    config; a local Ray, or a cluster by ``Executor(address=...)`` / ``RAY_ADDRESS``) or an
+    :class:`~fsam2lib.executors.Executor`; the figures are the same either way.
     """
     from fsam2lib.evaluate import PROTOCOLS
 
+    executor = Executor.named(executor)
     keeps = parse_ratios(keep)
     mem_keeps = parse_memory_keep(memory_keep, keeps)
     strategies = parse_strategies(strategies, ACCURACY_STRATEGIES)
@@ -73,7 +80,9 @@ def run_accuracy(
             name = f"{strategy}@{k:.2f}" + ("" if m is None else f"/mem{m:.2f}")
             config = PruningConfig(keep_ratio=k, memory_keep_ratio=m, strategy=strategy, **extra)
             configs.append((name, config))
-    return _evaluate("accuracy", spec, dataset, strategies, configs, protocol, seed, progress)
+    return _evaluate(
+        "accuracy", spec, dataset, strategies, configs, protocol, seed, progress, executor
+    )
 
 
 def run_ablation(
@@ -88,11 +97,13 @@ def run_ablation(
     protocol: str = "mask",
     seed: int = 0,
     progress: bool = False,
+    executor: Executor | str = "serial",
 ) -> dict:
     """At one keep ratio: ``strategy`` as configured, (router only) with each cue off, with
     each other fill of pruned query positions and each other lattice share ``contexts``
     (:attr:`PruningConfig.context`); plus the reference. ``dataset``, ``spec``, ``seed``: as
-    :func:`run_accuracy`."""
+    :func:`run_accuracy`, and so is ``executor``."""
+    executor = Executor.named(executor)
     (keep,) = parse_ratios([keep])
     mem = None if memory_keep is None else parse_ratios([memory_keep], "memory keep ratio")[0]
     (strategy,) = parse_strategies([strategy], ACCURACY_STRATEGIES)
@@ -121,7 +132,16 @@ def run_ablation(
     ]
     settings = dict(keep_ratio=keep, memory_keep_ratio=base.memory_ratio, default_fill=base.fill)
     return _evaluate(
-        "ablation", spec, dataset, [strategy], configs, protocol, seed, progress, **settings
+        "ablation",
+        spec,
+        dataset,
+        [strategy],
+        configs,
+        protocol,
+        seed,
+        progress,
+        executor,
+        **settings,
     )
 
 
@@ -149,6 +169,67 @@ def text_setup(predictor, source: VideoSource, strategies: Sequence[str]) -> dic
     }
 
 
+@dataclass(frozen=True)
+class _Sweep:
+    """What every run of a sweep shares (sent to each Ray task)."""
+
+    spec: ModelSpec
+    strategies: tuple[str, ...]
+    protocol: str
+    use_texts: bool
+    seed: int
+
+
+def _run_config(predictor, video, name: str, config: PruningConfig, job: _Sweep) -> dict:
+    """One configuration on one video: its scores, its result row, its seconds."""
+    from fsam2lib.evaluate import run_video, score_run
+
+    predictor.pruning = config
+    with quiet_sam2():
+        run = run_video(
+            predictor, video, job.protocol, texts=video.descriptions if job.use_texts else None
+        )
+    score = score_run(run, video)
+    row = {
+        "video": video.name,
+        "config": name,
+        "J": score.J_mean,
+        "F": score.F_mean,
+        "J&F": score.JF_mean,
+        "seconds_per_frame": run.seconds / video.num_frames,
+        "frames": video.num_frames,
+        "objects": len(score.object_ids),
+    }
+    return {"score": score, "row": row, "seconds": run.seconds}
+
+
+_WORKER_PREDICTORS: dict[str, tuple] = {}
+
+
+def _accuracy_task(
+    spec: dict,
+    job: _Sweep,
+    source: VideoSource,
+    video_name: str,
+    name: str,
+    config: PruningConfig,
+    threads: int | None = None,
+) -> dict:
+    """A Ray task: one (video, config). The predictor is built once per worker process."""
+    import json
+
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    key = json.dumps([spec, job.strategies, job.seed], sort_keys=True)
+    if key not in _WORKER_PREDICTORS:
+        opened = open_predictor(ModelSpec.from_json(spec), job.strategies, job.seed)
+        _WORKER_PREDICTORS[key] = (opened, opened.__enter__())
+    predictor, _ = _WORKER_PREDICTORS[key][1]
+    return _run_config(predictor, source.load(video_name), name, config, job)
+
+
 def _evaluate(
     kind: str,
     spec: ModelSpec,
@@ -158,65 +239,70 @@ def _evaluate(
     protocol: str,
     seed: int,
     progress: bool,
+    executor: Executor,
     **settings,
 ) -> dict:
     """Open the dataset and the predictor, score every config, and make the result."""
     source = open_dataset(dataset, seed=seed) if isinstance(dataset, str) else dataset
     with open_predictor(spec, strategies, seed) as (predictor, carried):
         text = text_setup(predictor, source, strategies)
-        summaries, rows = _score_configs(
-            predictor, source, configs, protocol, text["use_dataset_texts"], progress
-        )
+        job = _Sweep(spec, tuple(strategies), protocol, text["use_dataset_texts"], seed)
+        summaries, rows = _score_configs(predictor, job, source, configs, executor, progress)
         info = predictor_info(predictor, {**carried, "text": text["source"]})
     header = result_header(
-        kind, info, dataset=source.description, protocol=protocol, seed=seed, **settings
+        kind,
+        info,
+        dataset=source.description,
+        protocol=protocol,
+        seed=seed,
+        executor=executor.kind,
+        **settings,
     )
     return {**header, "reference": "reference", "configs": summaries, "videos": rows}
 
 
 def _score_configs(
     predictor,
+    job: _Sweep,
     source: VideoSource,
     configs: list[tuple[str, PruningConfig]],
-    protocol: str,
-    use_texts: bool,
+    executor: Executor,
     progress: bool,
 ) -> tuple[list[dict], list[dict]]:
-    """Run every config on every video (configs interleaved per video); score each run."""
-    from fsam2lib.evaluate import run_video, score_run
+    """Run every config on every video and score each run: serially with ``predictor``
+    (configs interleaved per video), or one Ray task per (video, config)."""
     from fsam2lib.metrics import bootstrap_interval, paired_bootstrap_interval, summarize
 
+    items = [(v, name, config) for v in source.names for name, config in configs]
+    if executor.kind == "serial":
+        done = []
+        bar = tqdm(total=len(items), desc="accuracy", disable=not progress)
+        for video_name in source.names:
+            video = source.load(video_name)
+            for name, config in configs:
+                done.append(_run_config(predictor, video, name, config, job))
+                bar.update()
+        bar.close()
+    else:
+        if job.spec.in_memory:
+            raise ValueError(
+                "the ray executor runs each task in another process, where an in-memory "
+                "predictor or router cannot go: give the router as a file, or run serially"
+            )
+        spec = job.spec.to_json()
+        done = executor.map(
+            _accuracy_task,
+            [(spec, job, source, v, name, config) for v, name, config in items],
+            progress=progress,
+            desc="accuracy",
+        )
     scores: dict[str, list] = {name: [] for name, _ in configs}
     seconds = dict.fromkeys(scores, 0.0)
-    frames = 0
-    rows = []
-    bar = tqdm(total=len(source.names) * len(configs), desc="accuracy", disable=not progress)
-    for video_name in source.names:
-        video = source.load(video_name)
-        frames += video.num_frames
-        for name, config in configs:
-            predictor.pruning = config
-            with quiet_sam2():
-                run = run_video(
-                    predictor, video, protocol, texts=video.descriptions if use_texts else None
-                )
-            score = score_run(run, video)
-            scores[name].append(score)
-            seconds[name] += run.seconds
-            rows.append(
-                {
-                    "video": video.name,
-                    "config": name,
-                    "J": score.J_mean,
-                    "F": score.F_mean,
-                    "J&F": score.JF_mean,
-                    "seconds_per_frame": run.seconds / video.num_frames,
-                    "frames": video.num_frames,
-                    "objects": len(score.object_ids),
-                }
-            )
-            bar.update()
-    bar.close()
+    rows = [d["row"] for d in done]
+    for d in done:
+        scores[d["row"]["config"]].append(d["score"])
+        seconds[d["row"]["config"]] += d["seconds"]
+    frames = sum(r["frames"] for r in rows if r["config"] == configs[0][0])
     summaries = []
     for name, config in configs:
         summary = summarize(scores[name])

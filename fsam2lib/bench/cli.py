@@ -6,6 +6,7 @@
     python -m fsam2lib.bench accuracy --model micro --dataset synthetic:val:20 \\
         --keep 1.0,0.5,0.3,0.2,0.1 --strategies router,random,grid,mask_prior,text_only --json acc.json
     python -m fsam2lib.bench ablation --model micro --dataset DIR --keep 0.3 --json abl.json
+    python -m fsam2lib.bench accuracy ... --executor ray [--address ray://HOST:10001]
     python -m fsam2lib.bench memory --model sam2.1_hiera_t --weights random --image-size 512 \
         --lengths 16,100,400 --keep 0.3 --json mem.json
     python -m fsam2lib.bench compare previous.json current.json
@@ -28,6 +29,7 @@ from fsam2lib.bench.report import compare_results, format_comparison, format_res
 from fsam2lib.bench.runner import worker_main
 from fsam2lib.bench.sources import open_dataset
 from fsam2lib.bench.spec import ModelSpec
+from fsam2lib.executors import EXECUTORS, Executor
 from fsam2lib.pruning.config import FILLS
 
 
@@ -101,6 +103,17 @@ def _parser() -> argparse.ArgumentParser:
         acc.add_argument("--resolution", default="480p")
         acc.add_argument("--protocol", default="mask", choices=("mask", "click"))
         acc.add_argument("--max-videos", type=int, default=None)
+        acc.add_argument(
+            "--executor",
+            default="serial",
+            choices=EXECUTORS,
+            help="ray: one Ray task per (video, config), local or on --address",
+        )
+        acc.add_argument(
+            "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)"
+        )
+        acc.add_argument("--cpus-per-task", type=float, default=1.0)
+        acc.add_argument("--gpus-per-task", type=float, default=0.0)
         if name == "accuracy":
             _add_keep(acc, "1.0,0.5,0.3,0.2,0.1")
             acc.add_argument("--strategies", default="router,random,grid,mask_prior,text_only")
@@ -205,6 +218,12 @@ def _run_command(args: argparse.Namespace) -> dict:
         )
     source = open_dataset(
         args.dataset, args.split, args.resolution, args.max_videos, seed=args.seed, quick=args.quick
+    )
+    common["executor"] = Executor(
+        args.executor,
+        address=args.address,
+        cpus_per_task=args.cpus_per_task,
+        gpus_per_task=args.gpus_per_task,
     )
     if args.command == "accuracy":
         return run_accuracy(

@@ -1,10 +1,12 @@
 """Execute the workbook headless: every notebook in order through papermill, then a summary.
 
     python -m fsam2lib.workbook [--out build] [--only 01_token_scoring] [-p NAME VALUE ...]
+    python -m fsam2lib.workbook --grid grid.json [--executor ray [--address ADDR]]
 
 Executed copies go to ``build/notebooks/``; notebooks record their key figures with
 ``fsam2lib.workbook.record`` into ``build/summary/<notebook>.json``; this module gathers them
-into ``build/SUMMARY.md``.
+into ``build/SUMMARY.md``. With ``--grid``, every (parameter set, notebook) pair is a task
+(:mod:`fsam2lib.workbook.grid`), serial or on Ray; ``-p`` values apply to every set.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import os
 import time
 from pathlib import Path
 
+from fsam2lib.executors import EXECUTORS, Executor
 from fsam2lib.paths import BUILD_DIR, NOTEBOOKS_DIR
+from fsam2lib.workbook.grid import read_grid, run_grid
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -89,13 +93,25 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("NAME", "VALUE"),
         help="papermill parameter for every notebook (value parsed as YAML)",
     )
+    parser.add_argument("--grid", type=Path, help="JSON grid of parameter sets (see grid.py)")
+    parser.add_argument("--executor", default="serial", choices=EXECUTORS)
+    parser.add_argument("--address", default=None, help="Ray cluster address")
+    parser.add_argument("--cpus-per-task", type=float, default=1.0)
     args = parser.parse_args(argv)
     import yaml
 
     params = {name: yaml.safe_load(value) for name, value in args.p}
-    os.environ["FSAM2_BUILD"] = str(args.out.resolve())
-    summary = run(args.only, params, args.out.resolve())
-    print(f"[workbook] executed notebooks in {args.out / 'notebooks'}; summary: {summary}")
+    if args.grid is None:
+        if args.executor != "serial":
+            parser.error("--executor ray needs --grid (one workbook run is one sequence)")
+        os.environ["FSAM2_BUILD"] = str(args.out.resolve())
+        summary = run(args.only, params, args.out.resolve())
+        print(f"[workbook] executed notebooks in {args.out / 'notebooks'}; summary: {summary}")
+        return
+    points = [(name, {**params, **point}) for name, point in read_grid(args.grid)]
+    executor = Executor(args.executor, address=args.address, cpus_per_task=args.cpus_per_task)
+    for summary in run_grid(notebooks(args.only), points, args.out.resolve(), executor):
+        print(f"[workbook] {summary}")
 
 
 if __name__ == "__main__":
