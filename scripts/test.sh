@@ -11,3 +11,8 @@ if compgen -G "notebooks/*.ipynb" >/dev/null; then
   nb_args=(--nbval-lax --nbval-current-env notebooks)
 fi
 "$PY" -m pytest tests "${nb_args[@]}" "$@"
+# The notebooks in a real browser (JupyterLab + headless Chromium), widgets moved
+# (FSAM2_SKIP_BROWSER=1 skips it, e.g. while iterating on one test).
+if [ "${FSAM2_SKIP_BROWSER:-0}" != "1" ]; then
+  bash "$ROOT/scripts/browser_check.sh"
+fi
