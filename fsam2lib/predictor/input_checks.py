@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")  # what sam2's folder loader reads
+from fsam2lib.videos.streaming import JPEG_SUFFIXES
+
 VIDEO_SUFFIXES = (".mp4", ".MP4")
 POINT_LABELS = (-1, 0, 1, 2, 3)  # padding, negative, positive, box corners (sam2's codes)
 

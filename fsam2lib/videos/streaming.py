@@ -23,6 +23,8 @@ from torch import Tensor
 
 from fsam2lib.videos.frames import IMG_MEAN, IMG_STD, to_model_input
 
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")  # what sam2's folder loader reads
+
 #: Decoded frames held besides the prefetched ones: the frame in flight (a frame read again
 #: later, e.g. to describe a prompted object, is decoded again: same bits).
 IN_FLIGHT = 1
@@ -115,11 +117,7 @@ class StreamedFrames:
 
 def jpeg_frame_paths(folder: str | Path) -> list[str]:
     """The frames of a JPEG folder in sam2's order (integer file stems)."""
-    names = [
-        p
-        for p in os.listdir(folder)
-        if os.path.splitext(p)[-1] in (".jpg", ".jpeg", ".JPG", ".JPEG")
-    ]
+    names = [p for p in os.listdir(folder) if os.path.splitext(p)[-1] in JPEG_SUFFIXES]
     names.sort(key=lambda p: int(os.path.splitext(p)[0]))
     return [os.path.join(folder, name) for name in names]
 
