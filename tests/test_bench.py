@@ -204,7 +204,7 @@ def test_spec_carries_an_in_memory_predictor_and_router():
     )
     assert [c["name"] for c in result["configs"]] == ["reference", "router@0.50"]
     assert result["router"] == "in memory (TokenRouter)"
-    assert result["text_encoder"] == "the predictor's own"
+    assert result["text_encoder"] == "the predictor's own: CLIP micro (trained)"
     assert result["random_weights"] is True
     assert predictor.router is None and predictor.pruning is own_pruning
     eff = bench.run_efficiency(spec, keep=[1.0, 0.5], quick=True, threads=1, isolate=False)

@@ -19,9 +19,11 @@ from fsam2lib.models.clip import (
     load_clip,
     register_micro_config,
     save_micro_weights,
+    save_open_clip_checkpoint,
     wrap_micro_model,
     zero_shot_accuracy,
 )
+from fsam2lib.predictor.object_text import clip_text_encoder
 from fsam2lib.text import vocab
 from fsam2lib.train.train_clip_micro import (
     TrainConfig,
@@ -229,3 +231,32 @@ def test_open_clip_model_from_local_checkpoint_or_random(tmp_path):
     torch.testing.assert_close(clip.encode_text(["dog"]), expected)
     with pytest.warns(UserWarning, match="random weights"):
         load_clip("fsam2-test-tiny")
+
+
+def test_random_open_clip_checkpoint_is_labelled_random(tmp_path):
+    config = tmp_path / "fsam2-test-tiny.json"
+    config.write_text(json.dumps(TINY))
+    open_clip.add_model_config(config)
+    model = open_clip.create_model("fsam2-test-tiny")
+    trained = save_open_clip_checkpoint(model, tmp_path / "trained.pt", random=False)
+    marked = save_open_clip_checkpoint(model, tmp_path / "random.pt", random=True)
+    assert not load_clip("fsam2-test-tiny", pretrained=str(trained)).random_weights
+    with pytest.warns(UserWarning, match="marked RANDOM"):
+        clip = load_clip("fsam2-test-tiny", pretrained=str(marked))
+    assert clip.random_weights and "RANDOM weights" in clip.label
+    assert "RANDOM weights" in clip_text_encoder(clip).label  # what results print
+    with torch.no_grad():
+        expected = model.encode_text(clip.tokenizer(["dog"]), normalize=True)
+    torch.testing.assert_close(clip.encode_text(["dog"]), expected)  # and the weights loaded
+
+
+def test_phrase_features_are_encoded_once_per_vocabulary(micro, monkeypatch):
+    calls = []
+    encode = micro.encode_text
+    monkeypatch.setattr(
+        micro, "encode_text", lambda texts: calls.append(len(texts)) or encode(texts)
+    )
+    first = micro.encode_phrases(["red circle", "blue star"])
+    again = micro.encode_phrases(["red circle", "blue star"])
+    other = micro.encode_phrases(["green square"])
+    assert calls == [2, 1] and again is first and other.shape[0] == 1

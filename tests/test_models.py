@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from fsam2lib.evaluate import evaluate_videos, memory_bypassed, run_video, synthetic_suite
-from fsam2lib.models.sam2 import SAM2_MODELS, load_sam2, save_checkpoint, weights_label
+from fsam2lib.models.sam2 import (
+    RANDOM_MARKER,
+    SAM2_MODELS,
+    load_sam2,
+    save_checkpoint,
+    weights_label,
+)
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
 
@@ -28,13 +34,23 @@ def test_random_weights_are_labelled_and_seeded():
 
 
 def test_official_checkpoint_round_trip(tmp_path: Path):
-    model = load_sam2("micro", weights="random", seed=3, predictor_class=SAM2_BASE)
+    model = load_sam2("micro", predictor_class=SAM2_BASE)
     path = save_checkpoint(model, tmp_path / "micro.pt")
     assert set(torch.load(path, weights_only=True)) == {"model"}
     loaded = load_sam2("micro", checkpoint=path, predictor_class=SAM2_BASE)
     assert loaded.fsam2_weights == "trained"
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_random_weights_saved_as_a_checkpoint_stay_labelled(tmp_path: Path):
+    model = load_sam2("micro", weights="random", seed=3, predictor_class=SAM2_BASE)
+    path = save_checkpoint(model, tmp_path / "micro.pt")
+    payload = torch.load(path, weights_only=True)
+    assert set(payload) == {"model", RANDOM_MARKER}  # sam2's own loader reads "model" only
+    loaded = load_sam2("micro", checkpoint=path, predictor_class=SAM2_BASE)
+    assert loaded.fsam2_weights == "random"
+    assert "RANDOM" in weights_label(loaded)
 
 
 def test_checkpoint_config_mismatch_names_keys(tmp_path: Path):

@@ -153,7 +153,7 @@ def _build(spec: ModelSpec, needs_router: bool) -> tuple[PrunedSAM2VideoPredicto
     text = None
     if spec.clip is not None:
         text = f"CLIP {spec.clip}" + (f" ({spec.clip_pretrained})" if spec.clip_pretrained else "")
-        if random_clip(spec):
+        if random_clip(spec) or "RANDOM weights" in predictor.text_encoder.label:
             text += " with RANDOM weights: text cue and descriptions meaningless"
     router = "trained (shipped micro router)" if shipped else _router_label(spec)
     return predictor, {"router": router, "text_encoder": text}
@@ -170,7 +170,9 @@ def _lend(spec: ModelSpec) -> tuple[PrunedSAM2VideoPredictor, dict]:
         predictor.router = load_router(spec.router, device=str(predictor.device))
     elif spec.router is not None:
         predictor.router = spec.router
-    text = None if predictor.text_encoder is None else "the predictor's own"
+    text = None
+    if predictor.text_encoder is not None:
+        text = f"the predictor's own: {getattr(predictor.text_encoder, 'label', 'unlabelled')}"
     return predictor, {"router": router, "text_encoder": text}
 
 

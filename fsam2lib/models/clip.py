@@ -29,7 +29,7 @@ import socket
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from fsam2lib.models.sam2 import RANDOM_MARKER
 from fsam2lib.paths import MICRO_CLIP_CONFIG, MICRO_CLIP_WEIGHTS
 from fsam2lib.text import vocab
 
@@ -74,6 +75,15 @@ class ClipBundle:
     embed_dim: int
     device: torch.device
     knows_only_synthetic_vocabulary: bool = False
+    random_weights: bool = False  # no pretrained weights, or a file with the RANDOM marker
+    _phrase_features: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        """What to print beside any output that used this CLIP."""
+        if self.random_weights:
+            return f"CLIP {self.name} (RANDOM weights: text cue and descriptions meaningless)"
+        return f"CLIP {self.name} (trained)"
 
     @property
     def image_size(self) -> int:
@@ -104,6 +114,16 @@ class ClipBundle:
             tokens = self.tokenizer(list(texts[start : start + _ENCODE_BATCH])).to(self.device)
             out.append(self.model.encode_text(tokens, normalize=True).float())
         return torch.cat(out)
+
+    def encode_phrases(self, phrases: Sequence[str]) -> torch.Tensor:
+        """``encode_text`` of a vocabulary that is ranked again and again (describing every
+        object of a dataset): computed once per phrase list and kept. A real CLIP's default
+        vocabulary is ~900 phrases, about a minute of ViT-B-32 text tower on a CPU per call."""
+        key = tuple(phrases)
+        if key not in self._phrase_features:
+            self._phrase_features.clear()  # one vocabulary at a time is what callers use
+            self._phrase_features[key] = self.encode_text(list(key))
+        return self._phrase_features[key]
 
     @torch.no_grad()
     def encode_image(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
@@ -173,9 +193,11 @@ def load_clip(
     if name not in known:
         raise ValueError(f"unknown CLIP model {name!r}; known names: {', '.join(known)}")
     checkpoint, tag_cfg = _resolve_open_clip_weights(name, pretrained, cache_dir)
-    if checkpoint is None:
+    random_weights = checkpoint is None or _marked_random(checkpoint)
+    if random_weights:
+        why = "pretrained=None" if checkpoint is None else f"{checkpoint} is marked RANDOM"
         warnings.warn(
-            f"CLIP {name!r} has random weights (pretrained=None): its embeddings mean nothing",
+            f"CLIP {name!r} has random weights ({why}): its embeddings mean nothing",
             UserWarning,
             stacklevel=2,
         )
@@ -190,7 +212,32 @@ def load_clip(
         image_interpolation=tag_cfg.get("interpolation"),
         image_resize_mode=tag_cfg.get("resize_mode"),
     )
-    return _bundle(model, name, preprocess, device, micro=False)
+    bundle = _bundle(model, name, preprocess, device, micro=False)
+    bundle.random_weights = random_weights
+    return bundle
+
+
+def save_open_clip_checkpoint(
+    model: torch.nn.Module, path: str | os.PathLike, random: bool
+) -> Path:
+    """Save an open_clip model as open_clip's checkpoints are (``{"state_dict": ...}``), loadable
+    by ``load_clip(name, pretrained=path)`` and by open_clip itself. ``random=True`` adds the
+    RANDOM marker, so every output made with the file says its text is meaningless."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"state_dict": model.state_dict()}
+    if random:
+        payload[RANDOM_MARKER] = "random"
+    torch.save(payload, path)
+    return path
+
+
+def _marked_random(checkpoint: str) -> bool:
+    """Whether an open_clip checkpoint file carries the RANDOM marker (see ``save_open_clip_checkpoint``)."""
+    if str(checkpoint).endswith(".safetensors"):
+        return False
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    return isinstance(payload, dict) and payload.get(RANDOM_MARKER) == "random"
 
 
 def save_micro_weights(

@@ -2,7 +2,9 @@
 
 One place decides where weights come from, so that no notebook or benchmark can silently fall
 back to random weights: ``weights="random"`` must be asked for, and the returned model carries
-``fsam2_weights == "random"`` so every output that uses it can say so.
+``fsam2_weights == "random"`` so every output that uses it can say so. Random weights saved as
+an official-format file (``save_checkpoint``; the CI rehearsal of the real path does this) keep
+a marker next to the state dict, so whatever loads that file is labelled RANDOM too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 from fsam2lib.paths import CONFIG_DIR, MICRO_SAM2_WEIGHTS
 
 CHECKPOINT_DIR_ENV = "FSAM2_CHECKPOINTS"
+# Extra key of a checkpoint payload holding random weights; sam2's own loader reads only "model".
+RANDOM_MARKER = "fsam2_weights"
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,8 @@ def load_sam2(
     if weights == "random" and checkpoint is not None:
         raise ValueError("weights='random' and a checkpoint were both given; choose one")
     torch_device = _check_device(device)
-    state = (
-        None
+    state, marked_random = (
+        (None, True)
         if weights == "random"
         else _load_state_dict(_resolve_checkpoint(name, spec, checkpoint))
     )
@@ -129,7 +133,7 @@ def load_sam2(
         # (build_sam2 appends its own fill_hole_area=8 after our overrides).
         model.fill_hole_area = 0
     model.fsam2_name = name
-    model.fsam2_weights = "random" if weights == "random" else "trained"
+    model.fsam2_weights = "random" if marked_random else "trained"
     return model.to(torch_device).eval()
 
 
@@ -142,10 +146,14 @@ def weights_label(model: torch.nn.Module) -> str:
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path) -> Path:
-    """Save in SAM2's official format (``{"model": state_dict}``), loadable by ``load_sam2``."""
+    """Save in SAM2's official format (``{"model": state_dict}``), loadable by ``load_sam2`` and
+    by sam2's own ``build_sam2``. A model with random weights also gets the RANDOM marker."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict()}, path)
+    payload = {"model": model.state_dict()}
+    if getattr(model, "fsam2_weights", "trained") == "random":
+        payload[RANDOM_MARKER] = "random"
+    torch.save(payload, path)
     return path
 
 
@@ -223,12 +231,13 @@ def _download(spec: Sam2Spec, dirs: list[Path]) -> Path:
     return target
 
 
-def _load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+def _load_state_dict(path: Path) -> tuple[Mapping[str, torch.Tensor], bool]:
+    """The checkpoint's state dict, and whether it carries the RANDOM marker."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
+            return load_file(str(path)), False
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise RuntimeError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
@@ -236,7 +245,7 @@ def _load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
         raise RuntimeError(
             f"checkpoint {path} is not in SAM2's official format (a dict with a 'model' state dict)"
         )
-    return payload["model"]
+    return payload["model"], payload.get(RANDOM_MARKER) == "random"
 
 
 def _load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], name: str) -> None:

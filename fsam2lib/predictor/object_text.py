@@ -63,12 +63,14 @@ def describer_inputs(image: Tensor, mask_logits: Tensor, image_size: int) -> tup
 
 def clip_text_encoder(clip) -> Callable:
     """``text_encoder`` for the predictor: validates each text for ``clip`` (empty text is an
-    error; free text given to the micro CLIP warns), then embeds it."""
+    error; free text given to the micro CLIP warns), then embeds it. It carries the CLIP's
+    ``label`` (RANDOM weights say so), which results print beside their figures."""
     from fsam2lib.text.describe import check_text
 
     def encode(texts: list[str]) -> Tensor:
         return clip.encode_text([check_text(t, clip) for t in texts])
 
+    encode.label = clip.label
     return encode
 
 
@@ -82,7 +84,7 @@ def clip_describer(clip, phrases: Sequence[str] | str | Path | None = None) -> C
     if isinstance(phrases, (str, Path)):
         phrases = read_phrases(phrases)
     phrases = checked_phrases(clip, phrases)
-    text_features = clip.encode_text(phrases)
+    text_features = clip.encode_phrases(phrases)
 
     def describe(rgb: Tensor, mask: Tensor) -> str | None:
         mask_np = mask.detach().cpu().numpy().astype(bool)

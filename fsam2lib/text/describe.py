@@ -161,7 +161,7 @@ def describe_objects(
     """Describe each object of ``video`` from its ground-truth mask on the first annotated frame
     where it is visible; returns object id -> (frame index, description)."""
     phrases = checked_phrases(clip, phrases)
-    text_features = clip.encode_text(phrases)
+    text_features = clip.encode_phrases(phrases)
     frames, crops = {}, []
     for obj in video.object_ids:
         t = _first_visible_frame(video, obj)
