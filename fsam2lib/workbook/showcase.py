@@ -184,7 +184,7 @@ def check_real_setup(
     if sam2_checkpoint:
         path = Path(sam2_checkpoint).expanduser()
         candidates = [path]
-        advice = f"{path} does not exist; point SAM2_CHECKPOINT at the downloaded file"
+        advice = f"{path} does not exist; point SAM2_CHECKPOINT (FSAM2_SAM2_CHECKPOINT) at the downloaded file"
     elif spec.checkpoint is None:
         candidates = [MICRO_SAM2_WEIGHTS]
         advice = f"{MICRO_SAM2_WEIGHTS} is missing; it ships with the repository (data/)"
@@ -193,7 +193,7 @@ def check_real_setup(
         candidates = [d / spec.checkpoint for d in dirs]
         advice = (
             f"download {spec.url} into one of: {', '.join(str(d) for d in dirs)} "
-            "(or set SAM2_CHECKPOINT to its path)"
+            "(or set FSAM2_SAM2_CHECKPOINT to its path)"
         )
     hit = next((p for p in candidates if p.is_file()), None)
     if hit is None:
@@ -201,12 +201,12 @@ def check_real_setup(
     else:
         check.found[f"SAM2 checkpoint ({sam2_model})"] = str(hit)
     layout = (
-        f"download DAVIS-2017-trainval-480p.zip from {DAVIS_URL}, unzip it and set DAVIS_ROOT "
+        f"download DAVIS-2017-trainval-480p.zip from {DAVIS_URL}, unzip it and set FSAM2_DAVIS_ROOT "
         f"to the folder holding JPEGImages/{resolution}, Annotations/{resolution} and "
         "ImageSets/2017 (or make a synthetic one: python -m fsam2lib.videos.make_dataset)"
     )
     if not davis_root:
-        check.missing["DAVIS dataset"] = f"DAVIS_ROOT is not set; {layout}"
+        check.missing["DAVIS dataset"] = f"DAVIS_ROOT is not set (or $FSAM2_DAVIS_ROOT); {layout}"
         return check
     root = Path(davis_root).expanduser()
     absent = [
@@ -224,3 +224,18 @@ def check_real_setup(
     else:
         check.found["DAVIS dataset"] = f"{root} ({split}: {len(names)} videos)"
     return check
+
+
+RANDOM_WEIGHTS_WARNING = (
+    "**RANDOM weights.** This run loaded weights marked RANDOM (the CI rehearsal's stand-ins "
+    "for Meta's and OpenAI's files): it shows that the path runs and what it costs. Masks, "
+    "token scores, descriptions and J&F below are meaningless."
+)
+
+
+def weights_caption(predictor, clip) -> str:
+    """One line naming the frozen models and their weights, shown beside every output of the
+    real-checkpoint notebook (RANDOM weights say so)."""
+    from fsam2lib.models.sam2 import weights_label
+
+    return f"SAM2 {weights_label(predictor)}; {clip.label}"
