@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fsam2lib.models.clip import load_clip
-from fsam2lib.models.sam2 import load_sam2
+from fsam2lib.models.sam2 import load_sam2, weights_label
 from fsam2lib.pruning.config import CUES
 from fsam2lib.pruning.router import RouterConfig, TokenRouter, save_router
 from fsam2lib.pruning.scorers import GridScorer, MaskPriorScorer, RandomScorer, ScoringInputs
@@ -398,21 +398,26 @@ def main(argv: list[str] | None = None) -> None:
         predictor_class=SAM2_BASE,
     )
     clip = load_clip(args.clip, pretrained=args.clip_pretrained)
+    labels = {"sam2_weights": weights_label(sam2_model), "clip_weights": clip.label}
+    print(f"frozen: {labels['sam2_weights']}; {labels['clip_weights']}")
     cache = None
     if args.cache is not None:  # one folder per (SAM2, weights, input size): tokens differ
         weights = Path(args.sam2_checkpoint).stem if args.sam2_checkpoint else "shipped"
         cache = args.cache / f"{args.sam2}_{weights}_{sam2_model.image_size}px"
-    splits = {}
+    splits, frames, sample_seconds = {}, 0, 0.0
     for split, count in ((args.train_split, args.train_videos), (args.val_split, args.val_videos)):
         if args.dataset == "synthetic":
-            videos = synthetic_videos(
-                split, count, sam2_model.image_size, args.frames, seed=args.seed
+            videos = list(
+                synthetic_videos(split, count, sam2_model.image_size, args.frames, seed=args.seed)
             )
         else:
             videos = davis_videos(args.dataset, split, clip, count, args.frames)
+        frames += sum(v.num_frames for v in videos)
+        tic = time.time()
         splits[split] = build_samples(
             sam2_model, clip, videos, progress, cache, desc=f"encode {split}"
         )
+        sample_seconds += time.time() - tic
     train, val = splits[args.train_split], splits[args.val_split]
     encode_seconds = time.time() - start
     router, losses = train_router(
@@ -439,6 +444,8 @@ def main(argv: list[str] | None = None) -> None:
         "hard_negative_weight": str(args.hard_negative_weight),
         "dataset": str(args.dataset),
         "encode_seconds": f"{encode_seconds:.0f}",
+        "sample_seconds_per_frame": f"{sample_seconds / frames:.3f}",
+        **labels,
         "wall_seconds": f"{wall:.0f}",
         "val_token_recall": json.dumps(table),
         "val_text_discrimination": str(discrimination),
@@ -453,6 +460,10 @@ def main(argv: list[str] | None = None) -> None:
                 "val_text_discrimination": discrimination,
                 "wall_seconds": round(wall),
                 "encode_seconds": round(encode_seconds),
+                # the frozen encoder per frame (or a cache read, when --cache already has it)
+                "sample_seconds_per_frame": round(sample_seconds / frames, 3),
+                "cache": None if cache is None else str(cache),
+                **labels,
                 "samples": len(train),
                 "out": str(args.out),
             }
