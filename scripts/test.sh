@@ -11,6 +11,11 @@ if compgen -G "notebooks/*.ipynb" >/dev/null; then
   nb_args=(--nbval-lax --nbval-current-env notebooks)
 fi
 "$PY" -m pytest tests "${nb_args[@]}" "$@"
+# The real-checkpoint path (SAM2.1 .pt, open_clip file, DAVIS folder, notebook 06 in full),
+# rehearsed on RANDOM stand-ins (FSAM2_SKIP_REHEARSAL=1 skips it).
+if [ "${FSAM2_SKIP_REHEARSAL:-0}" != "1" ]; then
+  bash "$ROOT/scripts/rehearse_real_path.sh"
+fi
 # The notebooks in a real browser (JupyterLab + headless Chromium), widgets moved
 # (FSAM2_SKIP_BROWSER=1 skips it, e.g. while iterating on one test).
 if [ "${FSAM2_SKIP_BROWSER:-0}" != "1" ]; then
