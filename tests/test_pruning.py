@@ -217,7 +217,7 @@ def test_mask_prior_keeps_object_band_then_boundary():
     kept[select_tokens(out["combined"], 37)[0]] = True
     assert torch.equal(kept.view(16, 16) & band, band)  # the whole band (36 tokens) ...
     assert bool(kept.view(16, 16)[0, 15])  # ... and the uncertain cell
-    assert set(out) == {"combined", "object", "uncertainty"}
+    assert set(out) == {"combined", "mask", "uncertainty"}
 
 
 def test_mask_prior_without_or_with_empty_previous_mask_falls_back_to_grid():

@@ -10,12 +10,13 @@ from fsam2lib.train.train_router import (
     RouterSamples,
     recall_at,
     router_loss,
+    simulate_logits,
     text_discrimination,
     train_router,
 )
 
 
-def _inputs(cues=("visual", "text", "uncertainty"), text=True, mask=True, seed=0):
+def _inputs(cues=("visual", "text", "mask", "uncertainty"), text=True, mask=True, seed=0):
     gen = torch.Generator().manual_seed(seed)
     logits = torch.full((2, 1, 32, 32), -8.0)
     logits[:, :, 8:16, 8:16] = 8.0
@@ -38,20 +39,45 @@ def _router(seed=0, text_context=1):
 
 def test_outputs_cover_every_token():
     out = _router()(_inputs())
-    for key in ("combined", "visual", "text", "uncertainty", "object"):
+    for key in ("combined", "visual", "text", "mask", "uncertainty"):
         assert out[key].shape == (2, 64), key
     # the previous mask covers grid cells (2..3, 2..3); dilated by one token
-    obj = out["object"][0].reshape(8, 8)
+    obj = out["mask"][0].reshape(8, 8)
     assert obj[2, 2] > 0.99 and obj[7, 7] < 0.01
 
 
 def test_switched_off_and_missing_cues_are_zero():
     router = _router()
     off = router(_inputs(cues=("visual",)))
-    assert torch.count_nonzero(off["text"]) == 0 and torch.count_nonzero(off["uncertainty"]) == 0
+    for cue in ("text", "mask", "uncertainty"):
+        assert torch.count_nonzero(off[cue]) == 0, cue
     missing = router(_inputs(text=False, mask=False))
     assert torch.count_nonzero(missing["text"]) == 0
     assert not torch.allclose(off["combined"], router(_inputs())["combined"])
+
+
+def test_mask_and_uncertainty_switch_off_separately():
+    """Each name switches off its own map only: without "uncertainty" the previous-mask prior
+    stays, without "mask" the boundary map stays, and the flags tell the MLP which is which."""
+    router = _router()
+    full = router(_inputs())
+    no_unc = router.cue_maps(_inputs(cues=("visual", "text", "mask")))
+    no_mask = router.cue_maps(_inputs(cues=("visual", "text", "uncertainty")))
+    assert torch.equal(no_unc["mask"], full["mask"]) and torch.count_nonzero(full["mask"]) > 0
+    assert torch.count_nonzero(no_unc["uncertainty"]) == 0
+    assert torch.equal(no_mask["uncertainty"], full["uncertainty"])
+    assert torch.count_nonzero(no_mask["mask"]) == 0
+    assert no_unc["flags"][0].tolist() == [1.0, 1.0, 0.0]
+    assert no_mask["flags"][0].tolist() == [1.0, 0.0, 1.0]
+
+
+def test_a_router_from_before_the_cue_split_is_refused_with_a_reason(tmp_path):
+    router = _router()
+    old = torch.nn.Linear(6, router.config.mlp_hidden)  # 4 maps + 2 flags, the old layout
+    router.mlp[0] = old
+    path = save_router(router, tmp_path / "old_router.safetensors")
+    with pytest.raises(RuntimeError, match="separate cues.*retrain"):
+        load_router(path)
 
 
 def test_text_cue_peaks_on_the_token_the_text_matches():
@@ -128,14 +154,20 @@ def test_training_learns_the_object_tokens():
     )
     with torch.no_grad():
         before = router_loss(
-            _router(), samples, ("visual", "text", "uncertainty"), torch.Generator().manual_seed(1)
+            _router(),
+            samples,
+            ("visual", "text", "mask", "uncertainty"),
+            torch.Generator().manual_seed(1),
         )
     router, losses = train_router(
         samples, text_dim=12, minutes=1, max_steps=150, batch_size=16, progress=False
     )
     with torch.no_grad():
         after = router_loss(
-            router, samples, ("visual", "text", "uncertainty"), torch.Generator().manual_seed(1)
+            router,
+            samples,
+            ("visual", "text", "mask", "uncertainty"),
+            torch.Generator().manual_seed(1),
         )
     assert after.item() < 0.7 * before.item()
     scores = router(ScoringInputs(samples.features, 1, (prev.float() * 2 - 1) * 8, samples.text))[
@@ -167,6 +199,26 @@ def _two_object_samples(n=48, seed=0):
     text = torch.stack([texts[i % 2] for i in range(n)])
     prev = torch.zeros(n, 1, 32, 32, dtype=torch.bool)
     return RouterSamples(feats, prev, text, labels, other.flatten(1) & ~labels)
+
+
+def test_a_misleading_previous_mask_points_at_the_other_object_or_far_away():
+    samples = _two_object_samples(n=8)
+    own = samples.labels.reshape(-1, 1, 8, 8).float()
+    prev = torch.nn.functional.interpolate(own, size=(32, 32), mode="nearest") > 0
+    others = samples.others.reshape(-1, 8, 8)
+    up = torch.nn.functional.interpolate(others[:, None].float(), size=(32, 32)) > 0
+
+    def mean_on(logits, where):
+        return float(logits[where].mean())
+
+    honest = simulate_logits(prev, torch.Generator().manual_seed(0), others, misleading=0.0)
+    misled = simulate_logits(prev, torch.Generator().manual_seed(0), others, misleading=1.0)
+    assert mean_on(honest, prev) > mean_on(honest, up) + 4
+    assert mean_on(misled, up) > mean_on(misled, prev) + 4
+    alone = simulate_logits(
+        prev, torch.Generator().manual_seed(0), torch.zeros_like(others), misleading=1.0
+    )
+    assert mean_on(alone, prev) < 0 and (alone > 0).sum() > 0.5 * prev.sum()
 
 
 class _CueRouter(torch.nn.Module):

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 STRATEGIES = ("router", "random", "grid", "mask_prior", "text_only", "none")
-CUES = ("visual", "text", "uncertainty")
+CUES = ("visual", "text", "mask", "uncertainty")
 FILLS = ("unconditioned", "previous", "zeros")
 # Strategies that need the learned scorer attached as ``predictor.router``.
 ROUTER_STRATEGIES = ("router", "text_only")
@@ -34,7 +34,9 @@ class PruningConfig:
         (that scorer with the text cue only), "random" (seeded by ``(seed, frame)``),
         "grid" (nested uniform lattice), "mask_prior" (previous mask: dilated object band +
         decision boundary, no text), "none" (stock SAM2, nothing scored or recorded).
-    cues: router cues to combine, from ("visual", "text", "uncertainty").
+    cues: router cues to combine, from ("visual", "text", "mask", "uncertainty"): local visual
+        context, relevance to the object's text, the previous frame's mask (dilated) and that
+        mask's ambiguous boundary.
     fill: what pruned query positions receive after scatter-back: "previous" (the default:
         the previous frame's memory-conditioned features there; "unconditioned" when there is
         none), "unconditioned" (the frame's own features + SAM2's no-memory embedding, as SAM2

@@ -1,12 +1,15 @@
-"""The learned token router: three cues per visual token, combined by a small MLP.
+"""The learned token router: the paper's three cues per visual token, combined by a small MLP.
 
 Cues, each an ``[B, H*W]`` map over the stride-16 token grid (row-major):
 - "visual": local visual context, a 3x3 conv + 1x1 conv over the image encoder's tokens;
 - "text": cosine between each (normalised) token and the object's CLIP text embedding
   projected into the visual token space by a learned linear map, compared with the tokens
   after a learned projection (per token, or over a small neighbourhood: ``text_context``);
-- "uncertainty": where the previous frame's mask says the object is (a dilated prior) and
-  where it is ambiguous (logits near the decision boundary), from :class:`MaskPriorScorer`.
+- "mask": where the previous frame's mask says the object is (a dilated prior);
+- "uncertainty": where that mask is ambiguous (logits near the decision boundary).
+The last two come from :class:`MaskPriorScorer`. They are the paper's uncertainty cue, kept
+apart so that an ablation switches off what its name says: the first routers used one name
+for both, and "without uncertainty" also removed the previous-mask prior.
 
 A 2-layer MLP combines the cue values of each token (plus flags saying which cues are
 available) into the "combined" keep score. A cue that is switched off (``inputs.cues``) or
@@ -25,9 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fsam2lib.paths import MICRO_ROUTER_WEIGHTS
+from fsam2lib.pruning.config import CUES
 from fsam2lib.pruning.scorers import MaskPriorScorer, ScoringInputs
 
-NUM_INPUTS = 4 + 2  # visual, text, object prior, boundary uncertainty + text/mask flags
+# The MLP reads one value per token from each cue map, in ``CUES`` order, then three flags:
+# text, mask and uncertainty available.
+NUM_INPUTS = len(CUES) + 3
 
 
 @dataclass(frozen=True)
@@ -65,14 +71,13 @@ class TokenRouter(nn.Module):
         visual = self.visual(feats).flatten(1) if "visual" in use else zeros
         has_text = "text" in use and inputs.text_embedding is not None
         text = self._text_similarity(feats, inputs.text_embedding) if has_text else zeros
-        has_mask = "uncertainty" in use and inputs.prev_mask_logits is not None
-        if has_mask:
-            prior = self.mask_prior(inputs)
-            obj, unc = prior["object"], prior["uncertainty"]
-        else:
-            obj, unc = zeros, zeros
-        flags = feats.new_tensor([float(has_text), float(has_mask)]).expand(b, 2)
-        return {"visual": visual, "text": text, "object": obj, "uncertainty": unc, "flags": flags}
+        has_prev = inputs.prev_mask_logits is not None
+        has_mask, has_unc = "mask" in use and has_prev, "uncertainty" in use and has_prev
+        prior = self.mask_prior(inputs) if has_mask or has_unc else {}
+        mask = prior["mask"] if has_mask else zeros
+        unc = prior["uncertainty"] if has_unc else zeros
+        flags = feats.new_tensor([float(has_text), float(has_mask), float(has_unc)]).expand(b, 3)
+        return {"visual": visual, "text": text, "mask": mask, "uncertainty": unc, "flags": flags}
 
     def _text_similarity(self, feats: Tensor, text: Tensor) -> Tensor:
         tokens = F.normalize(self.token_proj(feats).flatten(2), dim=1)  # [B, C, HW]
@@ -82,12 +87,10 @@ class TokenRouter(nn.Module):
     def forward(self, inputs: ScoringInputs) -> dict[str, Tensor]:
         cues = self.cue_maps(inputs)
         hw = cues["visual"].shape[1]
-        per_token = torch.stack(
-            [cues["visual"], cues["text"], cues["object"], cues["uncertainty"]], dim=-1
-        )
+        per_token = torch.stack([cues[name] for name in CUES], dim=-1)
         flags = cues["flags"][:, None, :].expand(-1, hw, -1)
         combined = self.mlp(torch.cat([per_token, flags], dim=-1)).squeeze(-1)
-        out = {name: cues[name] for name in ("visual", "text", "uncertainty", "object")}
+        out = {name: cues[name] for name in CUES}
         out["combined"] = combined
         return out
 
@@ -138,6 +141,14 @@ def load_router(path: str | Path | None = None, device: str = "cpu") -> TokenRou
     if "config" not in meta:
         raise RuntimeError(f"{path} has no router config in its metadata; not a router file?")
     router = TokenRouter(RouterConfig(**json.loads(meta["config"])))
-    router.load_state_dict(load_file(str(path)))
+    state = load_file(str(path))
+    inputs = state["mlp.0.weight"].shape[1]
+    if inputs != NUM_INPUTS:
+        raise RuntimeError(
+            f"{path} is a router with {inputs} inputs per token, from before the previous-mask "
+            f"prior and the uncertainty became separate cues (this version has {NUM_INPUTS}); "
+            "retrain it with `python -m fsam2lib.train.train_router`."
+        )
+    router.load_state_dict(state)
     router.metadata = meta
     return router.to(device).eval()

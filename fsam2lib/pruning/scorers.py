@@ -77,7 +77,7 @@ class MaskPriorScorer:
     """The previous frame's mask as a prior, no text: keep a dilated band around the object
     and tokens near the decision boundary (|logit| small).
 
-    Cues: "object" (object probability max-pooled per token cell, dilated by ``dilation``
+    Cues: "mask" (object probability max-pooled per token cell, dilated by ``dilation``
     tokens) and "uncertainty" (``1 - |2 sigmoid(logit) - 1|`` max-pooled per cell). The
     combined score adds a small proximity term (wide average of the object map) so the
     remaining budget goes to tokens near the object, and a tiny grid term to break ties
@@ -98,7 +98,7 @@ class MaskPriorScorer:
         logits = inputs.prev_mask_logits
         if logits is None:
             zeros = torch.zeros(b, h * w, device=feats.device)
-            return {"combined": tie.clone(), "object": zeros, "uncertainty": zeros.clone()}
+            return {"combined": tie.clone(), "mask": zeros, "uncertainty": zeros.clone()}
         prob = torch.sigmoid(logits.float().to(feats.device))
         obj = F.adaptive_max_pool2d(prob, (h, w))
         if self.dilation > 0:
@@ -108,7 +108,7 @@ class MaskPriorScorer:
         near = F.avg_pool2d(obj, k, stride=1, padding=k // 2, count_include_pad=False)
         obj, unc, near = obj.flatten(1), unc.flatten(1), near.flatten(1)
         combined = obj + unc + 0.1 * near + 1e-3 * tie
-        return {"combined": combined, "object": obj, "uncertainty": unc}
+        return {"combined": combined, "mask": obj, "uncertainty": unc}
 
 
 class CueRestrictedScorer:

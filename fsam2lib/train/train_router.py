@@ -43,6 +43,7 @@ from fsam2lib.pruning.selection import mask_tokens
 from fsam2lib.videos.frames import to_model_input
 from fsam2lib.videos.video import Video
 from fsam2lib.videos.world import WorldConfig, make_split
+from fsam2lib.videos.worlds import family_split
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
 # Auxiliary loss on the raw text cue (a cosine in [-1, 1], scaled to logits). Trained only
@@ -56,6 +57,8 @@ TEXT_CUE_SCALE = 10.0
 TEXT_CUE_WEIGHT = 0.5
 HARD_NEGATIVE_WEIGHT = 3.0  # 0: plain negatives; 1: weighted like the positives
 TEXT_CONTEXT = 3  # token-projection kernel for the text cue (RouterConfig.text_context)
+TRAINING_WORLDS = ("classic", "broad")  # held_out and hard stay unseen
+MISLEADING = 0.0  # share of training samples whose simulated previous mask points elsewhere
 
 
 @dataclass
@@ -138,11 +141,22 @@ def build_samples(
 
 
 def synthetic_videos(
-    split: str, num_videos: int, image_size: int, num_frames: int = 8, seed: int = 0
+    split: str,
+    num_videos: int,
+    image_size: int,
+    num_frames: int = 8,
+    seed: int = 0,
+    world: str = "classic",
 ) -> Iterator[Video]:
-    """The synthetic world's videos at the model's input size (the shipped router's data)."""
-    world = WorldConfig(height=image_size, width=image_size, num_frames=num_frames)
-    return make_split(split, num_videos, world, base_seed=seed)
+    """Synthetic videos at the model's input size: the classic world, or a family of
+    ``worlds.FAMILIES`` (``broad``: every framing, background and motion the micro SAM2 was
+    trained on last; never ``held_out`` or ``hard``, which are kept for evaluation)."""
+    if world == "classic":
+        config = WorldConfig(height=image_size, width=image_size, num_frames=num_frames)
+        return make_split(split, num_videos, config, base_seed=seed)
+    if world not in TRAINING_WORLDS:
+        raise ValueError(f"router training world must be one of {TRAINING_WORLDS}, got {world!r}")
+    return family_split(world, split, num_videos, num_frames, height=image_size, base_seed=seed)
 
 
 def davis_videos(
@@ -173,10 +187,32 @@ def davis_videos(
     return videos
 
 
-def simulate_logits(prev_masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Previous-frame mask logits as a tracker would give them: shifted, grown or shrunk, noisy."""
+def simulate_logits(
+    prev_masks: torch.Tensor,
+    gen: torch.Generator,
+    others: torch.Tensor | None = None,
+    misleading: float = 0.0,
+) -> torch.Tensor:
+    """Previous-frame mask logits as a tracker would give them: shifted, grown or shrunk, noisy.
+
+    With probability ``misleading`` per sample the mask points elsewhere, as it does after a
+    camera cut, a re-appearance or a swap with a look-alike: at the frame's other objects
+    (``others``: ``[N, H, W]`` token map) when there are any, else at the object moved far away.
+    Without such samples the mask prior is right nearly always, the router learns to follow
+    it, and the text cue has nothing left to decide."""
     m = prev_masks.float()
     b = len(m)
+    if misleading > 0:
+        side = m.shape[-1]
+        far = torch.randint(side // 4, 3 * side // 4 + 1, (2,), generator=gen).tolist()
+        wrong = torch.roll(m, shifts=far, dims=(-2, -1))
+        if others is not None:
+            tokens = others.float()[:, None]
+            at_others = F.interpolate(tokens, size=m.shape[-2:], mode="nearest")
+            has_others = others.flatten(1).any(1).reshape(b, 1, 1, 1)
+            wrong = torch.where(has_others, at_others, wrong)
+        misled = torch.rand(b, 1, 1, 1, generator=gen) < misleading
+        m = torch.where(misled, wrong, m)
     shift = torch.randint(-3, 4, (2,), generator=gen).tolist()
     m = torch.roll(m, shifts=shift, dims=(-2, -1))
     grow = int(torch.randint(-1, 2, (1,), generator=gen))
@@ -206,6 +242,7 @@ def router_loss(
     cues,
     gen,
     hard_negative_weight: float = HARD_NEGATIVE_WEIGHT,
+    misleading: float = MISLEADING,
 ) -> torch.Tensor:
     """BCE of the combined score against the relevant tokens, plus (when the text cue is on) a
     BCE of the raw text cue in which the frame's other objects weigh ``hard_negative_weight``
@@ -213,7 +250,7 @@ def router_loss(
     inputs = ScoringInputs(
         features=batch.features,
         frame_idx=1,
-        prev_mask_logits=simulate_logits(batch.prev_masks, gen),
+        prev_mask_logits=simulate_logits(batch.prev_masks, gen, _token_map(batch), misleading),
         text_embedding=batch.text,
         cues=cues,
     )
@@ -229,6 +266,11 @@ def router_loss(
         )
         loss = loss + TEXT_CUE_WEIGHT * aux
     return loss
+
+
+def _token_map(samples: RouterSamples) -> torch.Tensor:
+    """The other objects' tokens as a ``[N, H, W]`` map on the encoder's grid."""
+    return samples.others.reshape(len(samples), *samples.features.shape[-2:])
 
 
 def subset(samples: RouterSamples, idx: torch.Tensor) -> RouterSamples:
@@ -272,10 +314,14 @@ def text_discrimination(router: TokenRouter, samples: RouterSamples) -> float:
 
 
 @torch.no_grad()
-def token_recall_table(router, samples: RouterSamples, ratios=(0.1, 0.2, 0.3, 0.5), seed=0) -> dict:
-    """Relevant-token recall of the router (all cues, each cue off) against the baselines."""
+def token_recall_table(
+    router, samples: RouterSamples, ratios=(0.1, 0.2, 0.3, 0.5), seed=0, misleading: float = 0.0
+) -> dict:
+    """Relevant-token recall of the router (all cues, each cue off) against the baselines.
+    ``misleading=1.0`` measures it where every previous mask points elsewhere (see
+    ``simulate_logits``): there only the text cue knows where the object is."""
     gen = torch.Generator().manual_seed(seed)
-    logits = simulate_logits(samples.prev_masks, gen)
+    logits = simulate_logits(samples.prev_masks, gen, _token_map(samples), misleading)
     base = ScoringInputs(
         features=samples.features, frame_idx=1, prev_mask_logits=logits, text_embedding=samples.text
     )
@@ -321,11 +367,13 @@ def train_router(
     progress: bool = True,
     text_context: int = TEXT_CONTEXT,
     hard_negative_weight: float = HARD_NEGATIVE_WEIGHT,
+    misleading: float = MISLEADING,
 ) -> tuple[TokenRouter, list[float]]:
     """Fit a fresh router; returns it (eval mode) and the per-step loss curve.
 
     ``text_context`` and ``hard_negative_weight`` are the text-cue settings the model card's
-    text-discrimination comparison varies (``--text-context``, ``--hard-negative-weight``)."""
+    text-discrimination comparison varies (``--text-context``, ``--hard-negative-weight``);
+    ``misleading`` is the share of samples whose previous mask points elsewhere."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = RouterConfig(samples.features.shape[1], text_dim, text_context=text_context)
@@ -336,9 +384,8 @@ def train_router(
     bar = tqdm(range(max_steps), desc="train router", disable=not progress)
     for _ in bar:
         idx = torch.randint(len(samples), (batch_size,), generator=gen)
-        loss = router_loss(
-            router, subset(samples, idx), sample_cues(gen), gen, hard_negative_weight
-        )
+        batch = subset(samples, idx)
+        loss = router_loss(router, batch, sample_cues(gen), gen, hard_negative_weight, misleading)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -363,6 +410,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--dataset", default="synthetic", help="'synthetic' or a DAVIS-layout folder"
     )
+    parser.add_argument(
+        "--world",
+        default="classic",
+        choices=TRAINING_WORLDS,
+        help="synthetic world to train on (with --dataset synthetic)",
+    )
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--val-split", default="val")
     parser.add_argument("--frames", type=int, default=8, help="frames per video (first N)")
@@ -386,8 +439,16 @@ def main(argv: list[str] | None = None) -> None:
         default=HARD_NEGATIVE_WEIGHT,
         help="weight of the frame's other objects in the text-cue loss, relative to the positives (0: plain negatives)",
     )
+    parser.add_argument(
+        "--misleading",
+        type=float,
+        default=MISLEADING,
+        help="share of training samples whose simulated previous mask points at other objects or far away",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.misleading <= 1.0:
+        parser.error(f"--misleading must be a share in [0, 1], got {args.misleading}")
     progress = not args.no_progress
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -408,7 +469,9 @@ def main(argv: list[str] | None = None) -> None:
     for split, count in ((args.train_split, args.train_videos), (args.val_split, args.val_videos)):
         if args.dataset == "synthetic":
             videos = list(
-                synthetic_videos(split, count, sam2_model.image_size, args.frames, seed=args.seed)
+                synthetic_videos(
+                    split, count, sam2_model.image_size, args.frames, args.seed, args.world
+                )
             )
         else:
             videos = davis_videos(args.dataset, split, clip, count, args.frames)
@@ -429,8 +492,10 @@ def main(argv: list[str] | None = None) -> None:
         progress=progress,
         text_context=args.text_context,
         hard_negative_weight=args.hard_negative_weight,
+        misleading=args.misleading,
     )
     table = token_recall_table(router, val)
+    misled = token_recall_table(router, val, misleading=1.0)
     try:
         discrimination = round(text_discrimination(router, val), 3)
     except ValueError:  # no val frame shows two objects (e.g. single-object real videos)
@@ -442,16 +507,20 @@ def main(argv: list[str] | None = None) -> None:
         "train_samples": str(len(train)),
         "steps": str(len(losses)),
         "hard_negative_weight": str(args.hard_negative_weight),
-        "dataset": str(args.dataset),
+        "misleading": str(args.misleading),
+        "dataset": str(args.dataset) + (f":{args.world}" if args.dataset == "synthetic" else ""),
         "encode_seconds": f"{encode_seconds:.0f}",
         "sample_seconds_per_frame": f"{sample_seconds / frames:.3f}",
         **labels,
         "wall_seconds": f"{wall:.0f}",
         "val_token_recall": json.dumps(table),
+        "val_token_recall_misled": json.dumps(misled),
         "val_text_discrimination": str(discrimination),
     }
     save_router(router, args.out, meta)
     print(format_table(table))
+    print("\nwhen every previous mask points elsewhere:")
+    print(format_table(misled))
     print(
         json.dumps(
             {

@@ -56,7 +56,7 @@ FRAME_STEPS: tuple[Step, ...] = (
         ("fsam2lib.predictor.object_text:encode_text", "fsam2lib.models.clip:load_clip"),
     ),
     Step(
-        "router: visual, text and uncertainty cues -> one score per token",
+        "router: visual, text, mask and uncertainty cues -> one score per token",
         "scores [B, H·W]",
         (
             "fsam2lib.pruning.router:TokenRouter",
