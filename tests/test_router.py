@@ -295,3 +295,11 @@ def test_router_trains_on_a_davis_folder_with_a_feature_cache(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.pt")} == stamps
     router = load_router(out)
     assert router.metadata["dataset"] == str(root)
+
+
+def test_router_training_refuses_evaluation_worlds_and_bad_shares():
+    """held_out and hard stay unseen by training; --misleading is a share."""
+    with pytest.raises(ValueError, match="router training world"):
+        train_router_module.synthetic_videos("train", 1, 256, world="held_out")
+    with pytest.raises(SystemExit):
+        train_router_module.main(["--misleading", "1.5", "--steps", "1"])
