@@ -250,7 +250,9 @@ def router_loss(
     inputs = ScoringInputs(
         features=batch.features,
         frame_idx=1,
-        prev_mask_logits=simulate_logits(batch.prev_masks, gen, _token_map(batch), misleading),
+        prev_mask_logits=simulate_logits(
+            batch.prev_masks, gen, _other_objects_map(batch), misleading
+        ),
         text_embedding=batch.text,
         cues=cues,
     )
@@ -268,7 +270,7 @@ def router_loss(
     return loss
 
 
-def _token_map(samples: RouterSamples) -> torch.Tensor:
+def _other_objects_map(samples: RouterSamples) -> torch.Tensor:
     """The other objects' tokens as a ``[N, H, W]`` map on the encoder's grid."""
     return samples.others.reshape(len(samples), *samples.features.shape[-2:])
 
@@ -321,7 +323,7 @@ def token_recall_table(
     ``misleading=1.0`` measures it where every previous mask points elsewhere (see
     ``simulate_logits``): there only the text cue knows where the object is."""
     gen = torch.Generator().manual_seed(seed)
-    logits = simulate_logits(samples.prev_masks, gen, _token_map(samples), misleading)
+    logits = simulate_logits(samples.prev_masks, gen, _other_objects_map(samples), misleading)
     base = ScoringInputs(
         features=samples.features, frame_idx=1, prev_mask_logits=logits, text_embedding=samples.text
     )
