@@ -108,25 +108,29 @@ def test_unavailable_device_is_an_error():
 def test_shipped_micro_sam2_segments_above_a_floor():
     """The shipped micro SAM2 tracks a first-frame mask through synthetic val videos, single
     objects and occluding ones, far better than the same architecture with random weights,
-    also on the held-out world it never trained on. A regression floor below the measured
-    figures: on these 6 classic videos x 12 frames the shipped weights (run 5) score 91.6 J&F
-    single-object and 90.3 multi-object, on 8 held-out videos 86.5 and 80.5 (measured
-    2026-12-04); random weights 2.8."""
+    also on the held-out world it never trained on and on the hard split (exits, cuts,
+    look-alikes). A regression floor below the measured figures (shipped weights = run 6,
+    measured 2026-12-04, videos of 12 frames): 6 classic videos score 93.7 J&F single-object
+    and 90.2 multi-object; 8 held-out videos 82.9 and 84.4; 8 hard videos 85.1 and 77.3;
+    random weights 2.8."""
     suite = synthetic_suite("val", 6, frames=12)
-    held_out = synthetic_suite("val", 8, frames=12, world="held_out")
     micro = load_sam2("micro")
     shipped, _, _ = evaluate_videos(micro, suite["single-object"], "mask", progress=False)
     multi, _, _ = evaluate_videos(micro, suite["multi-object"], "mask", progress=False)
-    unseen = {
-        kind: evaluate_videos(micro, videos, "mask", progress=False)[0]["J&F-Mean"]
-        for kind, videos in held_out.items()
-    }
+    held_out, hard = (
+        {
+            kind: evaluate_videos(micro, videos, "mask", progress=False)[0]["J&F-Mean"]
+            for kind, videos in synthetic_suite("val", 8, frames=12, world=world).items()
+        }
+        for world in ("held_out", "hard")
+    )
     untrained, _, _ = evaluate_videos(
         load_sam2("micro", weights="random", seed=0), suite["single-object"], "mask", progress=False
     )
     assert shipped["J&F-Mean"] >= 0.85, shipped
     assert multi["J&F-Mean"] >= 0.80, multi
-    assert min(unseen.values()) >= 0.70, unseen
+    assert min(held_out.values()) >= 0.75, held_out
+    assert min(hard.values()) >= 0.70, hard
     assert shipped["J&F-Mean"] >= 10 * untrained["J&F-Mean"], (shipped, untrained)
 
 
