@@ -100,15 +100,37 @@ def test_text_cue_peaks_on_the_token_the_text_matches():
         assert (text <= 1 + 1e-5).all() and (text >= -1 - 1e-5).all()
 
 
-@pytest.mark.parametrize("text_context", [1, 3])
-def test_save_load_round_trip(tmp_path, text_context):
-    router = _router(seed=4, text_context=text_context)
-    path = save_router(router, tmp_path / "r.safetensors", {"note": "test"})
+@pytest.mark.parametrize("text_context, text_gate", [(1, "always"), (3, "always"), (3, "lost")])
+def test_save_load_round_trip(tmp_path, text_context, text_gate):
+    torch.manual_seed(4)
+    router = TokenRouter(RouterConfig(16, 12, text_context=text_context, text_gate=text_gate))
+    path = save_router(router.eval(), tmp_path / "r.safetensors", {"note": "test"})
     loaded = load_router(path)
     assert loaded.metadata["note"] == "test"
-    assert loaded.config.text_context == text_context
+    assert (loaded.config.text_context, loaded.config.text_gate) == (text_context, text_gate)
     inputs = _inputs()
     assert torch.equal(router(inputs)["combined"], loaded(inputs)["combined"])
+
+
+def test_lost_text_gate_reads_text_only_where_the_previous_mask_shows_no_object():
+    """Under ``text_gate="lost"`` the MLP reads the text cue on frames whose previous mask is
+    empty, or when the mask cue is off; the raw text cue is reported either way."""
+    torch.manual_seed(0)
+    router = TokenRouter(RouterConfig(16, 12, text_gate="lost")).eval()
+    shown = _inputs()  # the previous mask shows an object
+    empty = _inputs()
+    empty.prev_mask_logits = torch.full_like(shown.prev_mask_logits, -8.0)
+    assert router.cue_maps(shown)["text_used"].tolist() == [False, False]
+    assert router.cue_maps(empty)["text_used"].tolist() == [True, True]
+    no_mask_cue = _inputs(cues=("visual", "text", "uncertainty"))
+    assert router.cue_maps(no_mask_cue)["text_used"].all()
+    with torch.no_grad():
+        out = router(shown)
+        blind = router(_inputs(cues=("visual", "mask", "uncertainty")))
+    assert out["text"].abs().sum() > 0  # the raw cue, for heatmaps
+    assert torch.equal(out["combined"], blind["combined"])  # but not combined
+    with pytest.raises(ValueError, match="text_gate"):
+        RouterConfig(16, 12, text_gate="sometimes")
 
 
 def test_text_context_widens_what_the_text_cue_sees():

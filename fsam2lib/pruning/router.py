@@ -34,6 +34,9 @@ from fsam2lib.pruning.scorers import MaskPriorScorer, ScoringInputs
 # The MLP reads one value per token from each cue map, in ``CUES`` order, then three flags:
 # text, mask and uncertainty available.
 NUM_INPUTS = len(CUES) + 3
+TEXT_GATES = ("always", "lost")
+# A previous mask whose most confident token is below this probability shows no object.
+LOST_BELOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,13 @@ class RouterConfig:
     mlp_hidden: int = 16
     dilation: int = 1  # tokens of dilation around the previous mask
     text_context: int = 1  # kernel of the token projection the text cue compares with the text
+    # "always": the MLP reads the text cue on every frame; "lost": only on frames whose
+    # previous mask shows no object (see ``TokenRouter.text_in_use``)
+    text_gate: str = "always"
+
+    def __post_init__(self) -> None:
+        if self.text_gate not in TEXT_GATES:
+            raise ValueError(f"text_gate must be one of {TEXT_GATES}, got {self.text_gate!r}")
 
 
 class TokenRouter(nn.Module):
@@ -76,8 +86,32 @@ class TokenRouter(nn.Module):
         prior = self.mask_prior(inputs) if has_mask or has_unc else {}
         mask = prior["mask"] if has_mask else zeros
         unc = prior["uncertainty"] if has_unc else zeros
-        flags = feats.new_tensor([float(has_text), float(has_mask), float(has_unc)]).expand(b, 3)
-        return {"visual": visual, "text": text, "mask": mask, "uncertainty": unc, "flags": flags}
+        text_used = self.text_in_use(has_text, mask if has_mask else None, b, feats.device)
+        available = feats.new_tensor([float(has_mask), float(has_unc)]).expand(b, 2)
+        flags = torch.cat([text_used.float()[:, None], available], dim=1)
+        return {
+            "visual": visual,
+            "text": text,
+            "mask": mask,
+            "uncertainty": unc,
+            "flags": flags,
+            "text_used": text_used,
+        }
+
+    def text_in_use(
+        self, has_text: bool, prev_object: Tensor | None, batch: int, device: torch.device
+    ) -> Tensor:
+        """``[B]`` bool: whether the MLP reads the text cue on each sample's frame.
+
+        Under ``text_gate="lost"`` only where the mask cue shows no object (an object that
+        left, was occluded or was lost by the tracker) or is off or unavailable. Why: where the
+        previous mask is right, text evidence also lights up look-alikes and draws tokens from
+        the object's surroundings (on run 6 the text cue cost 6-13 J&F at keep 0.1); where
+        the mask shows nothing, the description is the only cue that knows what to look for."""
+        on = torch.full((batch,), has_text, dtype=torch.bool, device=device)
+        if self.config.text_gate == "always" or prev_object is None or not has_text:
+            return on
+        return prev_object.amax(dim=1) < LOST_BELOW
 
     def _text_similarity(self, feats: Tensor, text: Tensor) -> Tensor:
         tokens = F.normalize(self.token_proj(feats).flatten(2), dim=1)  # [B, C, HW]
@@ -87,7 +121,8 @@ class TokenRouter(nn.Module):
     def forward(self, inputs: ScoringInputs) -> dict[str, Tensor]:
         cues = self.cue_maps(inputs)
         hw = cues["visual"].shape[1]
-        per_token = torch.stack([cues[name] for name in CUES], dim=-1)
+        used = {**cues, "text": cues["text"] * cues["text_used"][:, None]}
+        per_token = torch.stack([used[name] for name in CUES], dim=-1)
         flags = cues["flags"][:, None, :].expand(-1, hw, -1)
         combined = self.mlp(torch.cat([per_token, flags], dim=-1)).squeeze(-1)
         out = {name: cues[name] for name in CUES}

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from fsam2lib.models.clip import load_clip
 from fsam2lib.models.sam2 import load_sam2, weights_label
 from fsam2lib.pruning.config import CUES
-from fsam2lib.pruning.router import RouterConfig, TokenRouter, save_router
+from fsam2lib.pruning.router import TEXT_GATES, RouterConfig, TokenRouter, save_router
 from fsam2lib.pruning.scorers import GridScorer, MaskPriorScorer, RandomScorer, ScoringInputs
 from fsam2lib.pruning.selection import mask_tokens
 from fsam2lib.videos.frames import to_model_input
@@ -59,6 +59,7 @@ HARD_NEGATIVE_WEIGHT = 3.0  # 0: plain negatives; 1: weighted like the positives
 TEXT_CONTEXT = 3  # token-projection kernel for the text cue (RouterConfig.text_context)
 TRAINING_WORLDS = ("classic", "broad")  # held_out and hard stay unseen
 MISLEADING = 0.0  # share of training samples whose simulated previous mask points elsewhere
+MASK_SHIFT = 3  # largest simulated tracker error of the previous mask, in tokens per axis
 
 
 @dataclass
@@ -192,8 +193,10 @@ def simulate_logits(
     gen: torch.Generator,
     others: torch.Tensor | None = None,
     misleading: float = 0.0,
+    max_shift: int = MASK_SHIFT,
 ) -> torch.Tensor:
-    """Previous-frame mask logits as a tracker would give them: shifted, grown or shrunk, noisy.
+    """Previous-frame mask logits as a tracker would give them: shifted (by up to
+    ``max_shift`` tokens per axis on top of the object's own motion), grown or shrunk, noisy.
 
     With probability ``misleading`` per sample the mask points elsewhere, as it does after a
     camera cut, a re-appearance or a swap with a look-alike: at the frame's other objects
@@ -213,7 +216,7 @@ def simulate_logits(
             wrong = torch.where(has_others, at_others, wrong)
         misled = torch.rand(b, 1, 1, 1, generator=gen) < misleading
         m = torch.where(misled, wrong, m)
-    shift = torch.randint(-3, 4, (2,), generator=gen).tolist()
+    shift = torch.randint(-max_shift, max_shift + 1, (2,), generator=gen).tolist()
     m = torch.roll(m, shifts=shift, dims=(-2, -1))
     grow = int(torch.randint(-1, 2, (1,), generator=gen))
     if grow > 0:
@@ -243,6 +246,7 @@ def router_loss(
     gen,
     hard_negative_weight: float = HARD_NEGATIVE_WEIGHT,
     misleading: float = MISLEADING,
+    max_shift: int = MASK_SHIFT,
 ) -> torch.Tensor:
     """BCE of the combined score against the relevant tokens, plus (when the text cue is on) a
     BCE of the raw text cue in which the frame's other objects weigh ``hard_negative_weight``
@@ -251,7 +255,7 @@ def router_loss(
         features=batch.features,
         frame_idx=1,
         prev_mask_logits=simulate_logits(
-            batch.prev_masks, gen, _other_objects_map(batch), misleading
+            batch.prev_masks, gen, _other_objects_map(batch), misleading, max_shift
         ),
         text_embedding=batch.text,
         cues=cues,
@@ -370,15 +374,21 @@ def train_router(
     text_context: int = TEXT_CONTEXT,
     hard_negative_weight: float = HARD_NEGATIVE_WEIGHT,
     misleading: float = MISLEADING,
+    mask_shift: int = MASK_SHIFT,
+    text_gate: str = "always",
 ) -> tuple[TokenRouter, list[float]]:
     """Fit a fresh router; returns it (eval mode) and the per-step loss curve.
 
     ``text_context`` and ``hard_negative_weight`` are the text-cue settings the model card's
     text-discrimination comparison varies (``--text-context``, ``--hard-negative-weight``);
-    ``misleading`` is the share of samples whose previous mask points elsewhere."""
+    ``misleading`` is the share of samples whose previous mask points elsewhere;
+    ``mask_shift`` the largest simulated error of that mask, in tokens; ``text_gate`` when
+    the combination reads the text cue (``RouterConfig.text_gate``)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    config = RouterConfig(samples.features.shape[1], text_dim, text_context=text_context)
+    config = RouterConfig(
+        samples.features.shape[1], text_dim, text_context=text_context, text_gate=text_gate
+    )
     router = TokenRouter(config)
     opt = torch.optim.AdamW(router.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max_steps)
@@ -387,7 +397,9 @@ def train_router(
     for _ in bar:
         idx = torch.randint(len(samples), (batch_size,), generator=gen)
         batch = subset(samples, idx)
-        loss = router_loss(router, batch, sample_cues(gen), gen, hard_negative_weight, misleading)
+        loss = router_loss(
+            router, batch, sample_cues(gen), gen, hard_negative_weight, misleading, mask_shift
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -447,10 +459,25 @@ def main(argv: list[str] | None = None) -> None:
         default=MISLEADING,
         help="share of training samples whose simulated previous mask points at other objects or far away",
     )
+    parser.add_argument(
+        "--mask-shift",
+        type=int,
+        default=MASK_SHIFT,
+        help="largest simulated error of the previous mask, in tokens per axis",
+    )
+    parser.add_argument(
+        "--text-gate",
+        default="always",
+        choices=TEXT_GATES,
+        help="when the router's MLP reads the text cue: on every frame, or only where the "
+        "previous mask shows no object",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     if not 0.0 <= args.misleading <= 1.0:
         parser.error(f"--misleading must be a share in [0, 1], got {args.misleading}")
+    if args.mask_shift < 0:
+        parser.error(f"--mask-shift must be a number of tokens >= 0, got {args.mask_shift}")
     progress = not args.no_progress
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -495,6 +522,8 @@ def main(argv: list[str] | None = None) -> None:
         text_context=args.text_context,
         hard_negative_weight=args.hard_negative_weight,
         misleading=args.misleading,
+        mask_shift=args.mask_shift,
+        text_gate=args.text_gate,
     )
     table = token_recall_table(router, val)
     misled = token_recall_table(router, val, misleading=1.0)
@@ -510,6 +539,7 @@ def main(argv: list[str] | None = None) -> None:
         "steps": str(len(losses)),
         "hard_negative_weight": str(args.hard_negative_weight),
         "misleading": str(args.misleading),
+        "mask_shift": str(args.mask_shift),
         "dataset": str(args.dataset) + (f":{args.world}" if args.dataset == "synthetic" else ""),
         "encode_seconds": f"{encode_seconds:.0f}",
         "sample_seconds_per_frame": f"{sample_seconds / frames:.3f}",
