@@ -319,9 +319,16 @@ def test_router_trains_on_a_davis_folder_with_a_feature_cache(tmp_path):
     assert router.metadata["dataset"] == str(root)
 
 
-def test_router_training_refuses_evaluation_worlds_and_bad_shares():
-    """held_out and hard stay unseen by training; --misleading is a share."""
+def test_router_training_refuses_evaluation_worlds_and_bad_settings(capsys):
+    """held_out and hard stay unseen by training; --misleading is a share, --mask-shift a
+    number of tokens >= 0, --text-gate one of the router's gates."""
     with pytest.raises(ValueError, match="router training world"):
         train_router_module.synthetic_videos("train", 1, 256, world="held_out")
-    with pytest.raises(SystemExit):
-        train_router_module.main(["--misleading", "1.5", "--steps", "1"])
+    for flag, value, message in (
+        ("--misleading", "1.5", "share"),
+        ("--mask-shift", "-1", "mask-shift"),
+        ("--text-gate", "sometimes", "text-gate"),
+    ):
+        with pytest.raises(SystemExit):
+            train_router_module.main([flag, value, "--steps", "1"])
+        assert message in capsys.readouterr().err
