@@ -227,6 +227,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="model input size (default: the model's own, 256 px for micro); a larger input "
+        "gives a finer token grid (stride 16), closer to real SAM2's 64 x 64 at 1024 px",
+    )
+    parser.add_argument(
         "--memory-bypass",
         action="store_true",
         help="add multi-object rows with memory attention bypassed (does memory help?)",
@@ -237,9 +244,14 @@ def main(argv: list[str] | None = None) -> None:
     for world in worlds:
         if world not in WORLDS:
             parser.error(f"unknown world {world!r}; expected one of {WORLDS}")
-    predictor = load_sam2(args.model, checkpoint=args.checkpoint)
+    predictor = load_sam2(args.model, checkpoint=args.checkpoint, image_size=args.image_size)
     command = "python -m fsam2lib.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
-    results = {"model": weights_label(predictor), "frames": args.frames, "command": command}
+    results = {
+        "model": weights_label(predictor),
+        "frames": args.frames,
+        "image_size": predictor.image_size,
+        "command": command,
+    }
     results["rows"] = []
     for world in worlds:
         for split in args.splits.split(","):
