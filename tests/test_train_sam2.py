@@ -79,3 +79,21 @@ def test_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_hard_share_draws_that_share_of_clips_from_the_hard_family():
+    mixed = TrainConfig(world="broad", hard_share=0.3)
+    rng = np.random.default_rng(0)
+    worlds = [world_at(0.5, mixed, 8, rng) for _ in range(200)]
+    hard = [w for w in worlds if w.vanish_prob > 0]
+    assert 0.2 <= len(hard) / len(worlds) <= 0.4
+    assert all(w.cut_prob == 0.5 and w.near_prob == 1.0 for w in hard)
+    broad = TrainConfig(world="broad")
+    assert all(world_at(0.5, broad, 8, rng).vanish_prob == 0 for _ in range(50))
+
+
+def test_hard_share_is_checked():
+    with pytest.raises(ValueError, match="hard_share must be in"):
+        TrainConfig(world="broad", hard_share=1.5)
+    with pytest.raises(ValueError, match="needs world='broad'"):
+        TrainConfig(hard_share=0.3)

@@ -19,7 +19,8 @@ Two worlds (``--world``): ``classic`` (the first world, made harder over the run
 ``broad`` (each clip draws its own world from :mod:`fsam2lib.videos.worlds`: aspect ratios,
 photo backgrounds, motion models, camera and sensor effects), where ``--max-stride`` also
 speeds clips up as if every k-th frame were kept (SAM2 samples clips with a random temporal
-stride for the same reason: a slow world then also yields fast clips).
+stride for the same reason: a slow world then also yields fast clips). ``--hard-share``
+mixes in clips of the hard family, where an object must be found again after it was lost.
 
 Resumable (``--resume``), seeded, logs JSON lines next to the run's checkpoint. A run longer
 than one sitting resumes from its weights file (``--out``) alone when the run directory is
@@ -76,6 +77,15 @@ class TrainConfig:
     world: str = "classic"  # "classic" (difficulty curriculum) or "broad" (see worlds.py)
     max_stride: int = 1  # broad world: clips sped up by a random factor 1..max_stride
     max_objects: int = 3  # targets per clip (at least two)
+    hard_share: float = 0.0  # broad world: share of clips drawn from the hard family instead
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.hard_share <= 1.0:
+            raise ValueError(f"TrainConfig.hard_share must be in [0, 1], got {self.hard_share!r}")
+        if self.hard_share > 0 and self.world != "broad":
+            raise ValueError(
+                "TrainConfig.hard_share draws from the hard family: needs world='broad'"
+            )
 
 
 # Curriculum over the world's difficulty: (share of the budget it starts at, world overrides).
@@ -92,10 +102,14 @@ def world_at(
 ) -> WorldConfig:
     """The training world of one clip at ``progress`` (0..1 of the budget). Classic: easy
     first, the full world last. Broad: a world drawn from the broad family, sped up by a
-    random temporal stride (speed and spin times the stride, within WorldConfig's limits)."""
+    random temporal stride (speed and spin times the stride, within WorldConfig's limits);
+    with ``hard_share`` that share of clips comes from the hard family (camera cuts, targets
+    that vanish and reappear elsewhere, exits, look-alikes close), so that the model learns
+    to find an object again after losing it."""
     if cfg.world == "broad":
+        hard = cfg.hard_share > 0 and rng.random() < cfg.hard_share
         world = sample_world(
-            "broad",
+            "hard" if hard else "broad",
             rng,
             num_frames=max(8, num_frames),
             height=cfg.image_size,
@@ -458,6 +472,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world", choices=("classic", "broad"), default=TrainConfig.world)
     parser.add_argument("--max-stride", type=int, default=TrainConfig.max_stride)
     parser.add_argument("--max-objects", type=int, default=TrainConfig.max_objects)
+    parser.add_argument(
+        "--hard-share",
+        type=float,
+        default=TrainConfig.hard_share,
+        help="broad world: share of clips from the hard family (re-detection after a loss)",
+    )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/sam2_micro"))
     parser.add_argument("--out", type=Path, default=Path("data/sam2_micro.safetensors"))
@@ -488,6 +508,7 @@ def main(argv: list[str] | None = None) -> None:
         world=args.world,
         max_stride=args.max_stride,
         max_objects=args.max_objects,
+        hard_share=args.hard_share,
     )
     if args.resume and args.init:
         parser.error("--resume and --init exclude each other")
