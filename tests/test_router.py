@@ -313,22 +313,37 @@ def test_router_trains_on_a_davis_folder_with_a_feature_cache(tmp_path):
     cached = sorted(p.name for p in cache.rglob("*.pt"))
     assert cached == ["train_0000_5f.pt", "train_0001_5f.pt", "val_0000_5f.pt"]
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.pt")}
+    first = load_router(out).state_dict()
     train_router_module.main(argv)  # the second run reads the cache, writes nothing new
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.pt")} == stamps
     router = load_router(out)
+    # a cold cache trains on the same (float16) tokens as a warm one: the same router
+    assert all(torch.equal(first[k], v) for k, v in router.state_dict().items())
     assert router.metadata["dataset"] == str(root)
 
 
 def test_router_training_refuses_evaluation_worlds_and_bad_settings(capsys):
-    """held_out and hard stay unseen by training; --misleading is a share, --mask-shift a
-    number of tokens >= 0, --text-gate one of the router's gates."""
+    """held_out and hard stay unseen by training (--world lists training worlds, each once);
+    --misleading is a share, --mask-shift a number of tokens >= 0, --text-gate one of the
+    router's gates."""
     with pytest.raises(ValueError, match="router training world"):
         train_router_module.synthetic_videos("train", 1, 256, world="held_out")
     for flag, value, message in (
         ("--misleading", "1.5", "share"),
         ("--mask-shift", "-1", "mask-shift"),
         ("--text-gate", "sometimes", "text-gate"),
+        ("--world", "classic,hard", "training worlds"),
+        ("--world", "broad,broad", "training worlds"),
     ):
         with pytest.raises(SystemExit):
             train_router_module.main([flag, value, "--steps", "1"])
         assert message in capsys.readouterr().err
+
+
+def test_a_mix_of_worlds_splits_the_videos_evenly_in_the_order_listed():
+    videos = train_router_module.mixed_synthetic_videos(
+        "train", 5, 64, num_frames=2, seed=0, worlds=["classic", "broad"]
+    )
+    names = [v.name for v in videos]
+    assert len(names) == 5 and len(set(names)) == 5
+    assert [n.startswith("broad") for n in names] == [False, False, False, True, True]

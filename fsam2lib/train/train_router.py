@@ -112,16 +112,16 @@ def video_samples(sam2_model, clip, video: Video, tokens: torch.Tensor | None = 
 
 def cached_tokens(sam2_model, video: Video, cache: Path | None) -> torch.Tensor:
     """The video's encoder tokens, read from ``cache`` when there (float16 on disk), else
-    computed (and written there): the frozen encoder then runs once per video, not per run."""
+    computed (and written there): the frozen encoder then runs once per video, not per run.
+    With a cache the first run also trains on the float16 values, as every later run will,
+    so that a rerun gives the same router whether or not the cache was warm."""
     if cache is None:
         return encoder_tokens(sam2_model, video.frames)
     path = cache / f"{video.name}_{video.num_frames}f.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True).float()
-    tokens = encoder_tokens(sam2_model, video.frames)
-    cache.mkdir(parents=True, exist_ok=True)
-    torch.save(tokens.half(), path)
-    return tokens
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save(encoder_tokens(sam2_model, video.frames).half(), path)
+    return torch.load(path, weights_only=True).float()
 
 
 def build_samples(
@@ -158,6 +158,32 @@ def synthetic_videos(
     if world not in TRAINING_WORLDS:
         raise ValueError(f"router training world must be one of {TRAINING_WORLDS}, got {world!r}")
     return family_split(world, split, num_videos, num_frames, height=image_size, base_seed=seed)
+
+
+def parse_worlds(text: str) -> list[str]:
+    """``"classic,broad"`` -> ``["classic", "broad"]``, each a training world, none twice."""
+    worlds = [w.strip() for w in text.split(",") if w.strip()]
+    bad = [w for w in worlds if w not in TRAINING_WORLDS]
+    if not worlds or bad or len(set(worlds)) != len(worlds):
+        raise ValueError(
+            f"--world must list distinct training worlds from {TRAINING_WORLDS} "
+            f"(held_out and hard stay unseen), got {text!r}"
+        )
+    return worlds
+
+
+def mixed_synthetic_videos(
+    split: str, num_videos: int, image_size: int, num_frames: int, seed: int, worlds: list[str]
+) -> list[Video]:
+    """``num_videos`` split evenly between ``worlds`` (the first ones take the remainder), in
+    the order listed. Why a mix: a router trained on classic videos alone learned that world's
+    objects; half classic, half broad prefers the described object more often on classic val
+    itself, and on the held-out world (model card, "Router")."""
+    videos = []
+    for i, world in enumerate(worlds):
+        count = num_videos // len(worlds) + (i < num_videos % len(worlds))
+        videos += synthetic_videos(split, count, image_size, num_frames, seed, world)
+    return videos
 
 
 def davis_videos(
@@ -298,9 +324,11 @@ def recall_at(scores: torch.Tensor, labels: torch.Tensor, ratio: float) -> float
 
 
 @torch.no_grad()
-def text_discrimination(router: TokenRouter, samples: RouterSamples) -> float:
-    """Share of samples with other objects in view where the text cue's mean is higher on the
-    described object's tokens than on the other objects' tokens (0.5 = the text is ignored).
+def text_preferred(
+    router: TokenRouter, samples: RouterSamples
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: whether the text cue's mean is higher on the described object's tokens than
+    on the other objects' tokens, and whether the sample counts (another object in view).
 
     The object's own tokens are its (one-token dilated) labels eroded back by one token, so
     that the background ring does not pull its mean down against the undilated others."""
@@ -311,12 +339,19 @@ def text_discrimination(router: TokenRouter, samples: RouterSamples) -> float:
     grid = samples.features.shape[-2:]
     dilated = samples.labels.float().reshape(-1, 1, *grid)
     core = (-F.max_pool2d(-dilated, 3, stride=1, padding=1)).flatten(1) > 0
-    rows = samples.others.any(1) & core.any(1)
-    if not rows.any():
-        raise ValueError("no sample has another object in view; use multi-object videos")
+    counted = samples.others.any(1) & core.any(1)
     own = (cue * core).sum(1) / core.sum(1).clamp(min=1)
     other = (cue * samples.others).sum(1) / samples.others.sum(1).clamp(min=1)
-    return float((own > other)[rows].float().mean())
+    return own > other, counted
+
+
+def text_discrimination(router: TokenRouter, samples: RouterSamples) -> float:
+    """Share of samples with other objects in view where the text cue prefers the described
+    object (``text_preferred``; 0.5 = the text is ignored)."""
+    preferred, counted = text_preferred(router, samples)
+    if not counted.any():
+        raise ValueError("no sample has another object in view; use multi-object videos")
+    return float(preferred[counted].float().mean())
 
 
 @torch.no_grad()
@@ -427,8 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--world",
         default="classic",
-        choices=TRAINING_WORLDS,
-        help="synthetic world to train on (with --dataset synthetic)",
+        help=f"synthetic world(s) to train on, comma-separated from {TRAINING_WORLDS} "
+        "(with --dataset synthetic; videos split evenly between them)",
     )
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--val-split", default="val")
@@ -478,6 +513,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--misleading must be a share in [0, 1], got {args.misleading}")
     if args.mask_shift < 0:
         parser.error(f"--mask-shift must be a number of tokens >= 0, got {args.mask_shift}")
+    try:
+        worlds = parse_worlds(args.world)
+    except ValueError as err:
+        parser.error(str(err))
     progress = not args.no_progress
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -497,10 +536,8 @@ def main(argv: list[str] | None = None) -> None:
     splits, frames, sample_seconds = {}, 0, 0.0
     for split, count in ((args.train_split, args.train_videos), (args.val_split, args.val_videos)):
         if args.dataset == "synthetic":
-            videos = list(
-                synthetic_videos(
-                    split, count, sam2_model.image_size, args.frames, args.seed, args.world
-                )
+            videos = mixed_synthetic_videos(
+                split, count, sam2_model.image_size, args.frames, args.seed, worlds
             )
         else:
             videos = davis_videos(args.dataset, split, clip, count, args.frames)
@@ -540,7 +577,8 @@ def main(argv: list[str] | None = None) -> None:
         "hard_negative_weight": str(args.hard_negative_weight),
         "misleading": str(args.misleading),
         "mask_shift": str(args.mask_shift),
-        "dataset": str(args.dataset) + (f":{args.world}" if args.dataset == "synthetic" else ""),
+        "dataset": str(args.dataset)
+        + (f":{','.join(worlds)}" if args.dataset == "synthetic" else ""),
         "encode_seconds": f"{encode_seconds:.0f}",
         "sample_seconds_per_frame": f"{sample_seconds / frames:.3f}",
         **labels,
