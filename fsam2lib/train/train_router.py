@@ -176,9 +176,9 @@ def mixed_synthetic_videos(
     split: str, num_videos: int, image_size: int, num_frames: int, seed: int, worlds: list[str]
 ) -> list[Video]:
     """``num_videos`` split evenly between ``worlds`` (the first ones take the remainder), in
-    the order listed. Why a mix: a router trained on classic videos alone learned that world's
-    objects; half classic, half broad prefers the described object more often on classic val
-    itself, and on the held-out world (model card, "Router")."""
+    the order listed. Why a mix: with 1200 videos, half classic and half broad, the text cue
+    prefers the described object more often on classic val itself than with 1200 classic
+    ones (model card, "Router")."""
     videos = []
     for i, world in enumerate(worlds):
         count = num_videos // len(worlds) + (i < num_videos % len(worlds))
