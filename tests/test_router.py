@@ -342,7 +342,7 @@ def test_router_training_refuses_evaluation_worlds_and_bad_settings(capsys):
 
 def test_a_mix_of_worlds_splits_the_videos_evenly_in_the_order_listed():
     videos = train_router_module.mixed_synthetic_videos(
-        "train", 5, 64, num_frames=2, seed=0, worlds=["classic", "broad"]
+        "train", 5, 64, num_frames=8, seed=0, worlds=["classic", "broad"]
     )
     names = [v.name for v in videos]
     assert len(names) == 5 and len(set(names)) == 5
