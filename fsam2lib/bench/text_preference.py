@@ -120,6 +120,7 @@ def summarize(
 def measure(
     router, sam2_model, clip, videos: Iterable[Video], progress: bool = True
 ) -> list[VideoPreference]:
+    """Each video's rows, one video at a time (its encoder tokens are freed before the next)."""
     return [
         video_preference(router, sam2_model, clip, v)
         for v in tqdm(list(videos), desc="text preference", disable=not progress)
