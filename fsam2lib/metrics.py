@@ -335,7 +335,7 @@ def bootstrap_interval(
     the interval says how much of a difference the number of videos can carry.
     """
     (means,) = _resampled_means([scores], level, resamples, seed)
-    return _percentiles(means, level)
+    return percentile_interval(means, level)
 
 
 def paired_bootstrap_interval(
@@ -350,7 +350,7 @@ def paired_bootstrap_interval(
     if [s.name for s in reference] != [s.name for s in other]:
         raise ValueError("paired intervals need the same videos, in the same order")
     ref, oth = _resampled_means([reference, other], level, resamples, seed)
-    return _percentiles(ref - oth, level)
+    return percentile_interval(ref - oth, level)
 
 
 def _resampled_means(
@@ -370,7 +370,8 @@ def _resampled_means(
     return means
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap resamples ``values`` (percentile method)."""
     tail = (1 - level) / 2
     low, high = np.quantile(values, [tail, 1 - tail])
     return float(low), float(high)

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fsam2lib.bench.sources import open_dataset
+from fsam2lib.metrics import percentile_interval
 from fsam2lib.text.vocab import parse_description
 from fsam2lib.videos.video import Video
 
@@ -98,8 +99,7 @@ def summarize(
         raise ValueError("no frame shows two described objects; use multi-object videos")
     picks = np.random.default_rng(seed).integers(0, len(per_video), (resamples, len(per_video)))
     shares = wins[picks].sum(1) / np.maximum(rows[picks].sum(1), 1)
-    tail = (1 - level) / 2
-    low, high = np.quantile(shares, [tail, 1 - tail])
+    low, high = percentile_interval(shares, level)
     by_relation = {}
     flat_rel = np.array([r for v in per_video for r in v.relations])
     flat_win = np.concatenate([v.preferred for v in per_video])
@@ -109,7 +109,7 @@ def summarize(
             by_relation[name] = {"share": float(flat_win[hit].mean()), "rows": int(hit.sum())}
     return {
         "share": float(wins.sum() / rows.sum()),
-        "interval": [float(low), float(high)],
+        "interval": [low, high],
         "rows": int(rows.sum()),
         "videos": len(per_video),
         "videos_counted": int((rows > 0).sum()),
