@@ -336,6 +336,28 @@ def test_router_strategies_and_object_text(predictor, video_dir):
     assert set(rec.maps) >= {"text", "combined"} and rec.description == "red square"
 
 
+def test_a_router_reading_the_stride8_map_gets_it_from_the_predictor(predictor, video_dir):
+    """A router whose text cue reads SAM2's stride-8 map (``RouterConfig.detail_dim``) is
+    handed the frame's map, twice the token grid; other scorers are not."""
+    from fsam2lib.pruning.router import RouterConfig, TokenRouter
+
+    router = TokenRouter(RouterConfig(predictor.hidden_dim, 8, detail_dim=16)).eval()
+    seen = []
+    router.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    predictor.router, predictor.text_encoder = router, text_encoder
+    predictor.pruning = PruningConfig(strategy="router", keep_ratio=0.5)
+    state = predictor.init_state(video_dir)
+    predictor.add_new_mask(state, 0, 1, square_mask(), text="red square")
+    propagate(predictor, state)
+    assert len(seen) >= FRAMES - 1  # every tracked frame, and the prompted one
+    assert all(s.detail.shape == (1, 16, 32, 32) for s in seen)
+    predictor.router = TinyRouter()
+    state = predictor.init_state(video_dir)
+    predictor.add_new_mask(state, 0, 1, square_mask(), text="red square")
+    propagate(predictor, state)
+    assert all(call.detail is None for call in predictor.router.calls)
+
+
 def test_text_api_errors_and_auto_description(predictor, video_dir):
     state = predictor.init_state(video_dir)
     predictor.add_new_points_or_box(state, 0, 1, points=CLICK, labels=[1])

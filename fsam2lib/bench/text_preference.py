@@ -74,7 +74,8 @@ def video_preference(router, sam2_model, clip, video: Video) -> VideoPreference:
             f"video {video.name!r} has no object descriptions; the text cue needs one per "
             "object (descriptions.json in a DAVIS-layout folder)"
         )
-    samples = build_samples(sam2_model, clip, [video], progress=False)
+    detail = getattr(router.config, "detail_dim", 0) > 0
+    samples = build_samples(sam2_model, clip, [video], progress=False, detail=detail)
     preferred, counted = text_preferred(router, samples)
     ids = sorted(texts)  # the row order of build_samples: object by object, frame by frame
     relations = [

@@ -616,6 +616,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             text_embedding=None if entry is None else entry.embedding.expand(b, -1),
             prompt_points=prompt_points(point_inputs, (h, w), self.image_size),
             cues=self.pruning.cues,
+            detail=self._detail_map(vision_feats, feat_sizes),
         )
         return score_frame(
             inputs,
@@ -625,6 +626,17 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             fingerprint=self._fingerprint(state, obj_id),
             prompted=point_inputs is not None or mask_inputs is not None,
         )
+
+    def _detail_map(self, vision_feats: list[Tensor], feat_sizes: list) -> Tensor | None:
+        """The frame's stride-8 map ``[B, C, 2H, 2W]`` when the router's text cue reads it
+        (``RouterConfig.detail_dim``), else None: other scorers never look at it."""
+        config = getattr(self.router, "config", None)
+        if self.pruning.strategy not in ROUTER_STRATEGIES or not getattr(config, "detail_dim", 0):
+            return None
+        if len(vision_feats) < 2:
+            raise ValueError("the router reads a stride-8 map, but this SAM2 returns one level")
+        h, w = feat_sizes[-2]
+        return vision_feats[-2].permute(1, 2, 0).reshape(vision_feats[-2].shape[1], -1, h, w)
 
     def _select_memory(self, record: FrameRecord, pred_masks: Tensor) -> Tensor:
         """The frame's memory tokens (:func:`~fsam2lib.predictor.frame_pruning.select_memory`);

@@ -4,7 +4,8 @@ Cues, each an ``[B, H*W]`` map over the stride-16 token grid (row-major):
 - "visual": local visual context, a 3x3 conv + 1x1 conv over the image encoder's tokens;
 - "text": cosine between each (normalised) token and the object's CLIP text embedding
   projected into the visual token space by a learned linear map, compared with the tokens
-  after a learned projection (per token, or over a small neighbourhood: ``text_context``);
+  after a learned projection (per token, or over a small neighbourhood: ``text_context``),
+  optionally of the tokens together with SAM2's stride-8 map (``detail_dim``);
 - "mask": where the previous frame's mask says the object is (a dilated prior);
 - "uncertainty": where that mask is ambiguous (logits near the decision boundary).
 The last two come from :class:`MaskPriorScorer`. They are the paper's uncertainty cue, kept
@@ -50,10 +51,15 @@ class RouterConfig:
     # "always": the MLP reads the text cue on every frame; "lost": only on frames whose
     # previous mask shows no object (see ``TokenRouter.text_in_use``)
     text_gate: str = "always"
+    # channels of SAM2's stride-8 map that the text cue reads beside the stride-16 tokens
+    # (0: the tokens only); see ``TokenRouter._text_tokens``
+    detail_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.text_gate not in TEXT_GATES:
             raise ValueError(f"text_gate must be one of {TEXT_GATES}, got {self.text_gate!r}")
+        if self.detail_dim < 0:
+            raise ValueError(f"detail_dim must be >= 0 channels, got {self.detail_dim}")
 
 
 class TokenRouter(nn.Module):
@@ -66,7 +72,9 @@ class TokenRouter(nn.Module):
         self.norm = nn.GroupNorm(1, c)
         self.visual = nn.Sequential(nn.Conv2d(c, h, 3, padding=1), nn.GELU(), nn.Conv2d(h, 1, 1))
         self.text_proj = nn.Linear(config.text_dim, c)
-        self.token_proj = _token_projection(c, config.text_context)
+        detail = 4 * config.detail_dim  # a 2x2 block of stride-8 cells per token
+        self.detail_norm = nn.GroupNorm(1, detail) if detail else None
+        self.token_proj = _token_projection(c + detail, c, config.text_context)
         self.mlp = nn.Sequential(
             nn.Linear(NUM_INPUTS, config.mlp_hidden), nn.GELU(), nn.Linear(config.mlp_hidden, 1)
         )
@@ -80,7 +88,7 @@ class TokenRouter(nn.Module):
         use = set(inputs.cues)
         visual = self.visual(feats).flatten(1) if "visual" in use else zeros
         has_text = "text" in use and inputs.text_embedding is not None
-        text = self._text_similarity(feats, inputs.text_embedding) if has_text else zeros
+        text = self._text_similarity(feats, inputs) if has_text else zeros
         has_prev = inputs.prev_mask_logits is not None
         has_mask, has_unc = "mask" in use and has_prev, "uncertainty" in use and has_prev
         prior = self.mask_prior(inputs) if has_mask or has_unc else {}
@@ -113,10 +121,33 @@ class TokenRouter(nn.Module):
             return on
         return prev_object.amax(dim=1) < LOST_BELOW
 
-    def _text_similarity(self, feats: Tensor, text: Tensor) -> Tensor:
-        tokens = F.normalize(self.token_proj(feats).flatten(2), dim=1)  # [B, C, HW]
-        query = F.normalize(self.text_proj(text.float().to(feats.device)), dim=-1)  # [B, C]
+    def _text_similarity(self, feats: Tensor, inputs: ScoringInputs) -> Tensor:
+        tokens = F.normalize(self.token_proj(self._text_tokens(feats, inputs)).flatten(2), dim=1)
+        text = inputs.text_embedding.float().to(feats.device)
+        query = F.normalize(self.text_proj(text), dim=-1)  # [B, C]
         return torch.einsum("bch,bc->bh", tokens, query)
+
+    def _text_tokens(self, feats: Tensor, inputs: ScoringInputs) -> Tensor:
+        """What the text cue projects: the normalised stride-16 tokens, and with ``detail_dim``
+        each token's 2x2 block of stride-8 cells stacked onto its channels. Why: a stride-16
+        token of the micro SAM2 says what colour is there but little of the outline, and the
+        text cue failed most where two objects share a colour (model card, "Router")."""
+        if self.detail_norm is None:
+            return feats
+        detail = inputs.detail
+        if detail is None:
+            raise ValueError(
+                "this router's text cue reads SAM2's stride-8 feature map (detail_dim="
+                f"{self.config.detail_dim}), but the scoring inputs carry none (inputs.detail)"
+            )
+        expected = (self.config.detail_dim, 2 * feats.shape[-2], 2 * feats.shape[-1])
+        if tuple(detail.shape[1:]) != expected:
+            raise ValueError(
+                f"stride-8 map of shape {tuple(detail.shape[1:])} does not match the router "
+                f"(expected [C, H, W] = {list(expected)} for tokens of {list(feats.shape[1:])})"
+            )
+        blocks = F.pixel_unshuffle(detail.float().to(feats.device), 2)
+        return torch.cat([feats, self.detail_norm(blocks)], dim=1)
 
     def forward(self, inputs: ScoringInputs) -> dict[str, Tensor]:
         cues = self.cue_maps(inputs)
@@ -130,7 +161,7 @@ class TokenRouter(nn.Module):
         return out
 
 
-def _token_projection(channels: int, kernel: int) -> nn.Module:
+def _token_projection(in_channels: int, channels: int, kernel: int) -> nn.Module:
     """Map tokens into the space the projected text is compared in.
 
     ``kernel=1`` is a per-token linear map (the first routers). A wider kernel adds a
@@ -139,11 +170,11 @@ def _token_projection(channels: int, kernel: int) -> nn.Module:
     its outline, and a per-token map confused one object's description with another's.
     """
     if kernel == 1:
-        return nn.Conv2d(channels, channels, 1)
+        return nn.Conv2d(in_channels, channels, 1)
     if kernel < 1 or kernel % 2 == 0:
         raise ValueError(f"text_context must be a positive odd kernel size, got {kernel}")
     return nn.Sequential(
-        nn.Conv2d(channels, channels, kernel, padding=kernel // 2),
+        nn.Conv2d(in_channels, channels, kernel, padding=kernel // 2),
         nn.GELU(),
         nn.Conv2d(channels, channels, 1),
     )

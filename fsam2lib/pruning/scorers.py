@@ -30,6 +30,8 @@ class ScoringInputs:
     prompt_points: ``[B, N, 2]`` clicks / box corners in (x, y) token-grid coordinates on
         this frame (None if none).
     cues: the cues the scorer is asked to combine (a subset of ``CUES``).
+    detail: ``[B, C, 2H, 2W]`` SAM2's stride-8 feature map of the frame (the finer of the
+        maps its mask decoder reads), for a router whose text cue reads it (None otherwise).
     """
 
     features: Tensor
@@ -38,6 +40,7 @@ class ScoringInputs:
     text_embedding: Tensor | None = None
     prompt_points: Tensor | None = None
     cues: tuple[str, ...] = CUES
+    detail: Tensor | None = None
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -71,26 +71,50 @@ class RouterSamples:
     text: torch.Tensor  # [N, D] CLIP text embeddings
     labels: torch.Tensor  # [N, H*W] bool relevant tokens
     others: torch.Tensor  # [N, H*W] bool tokens of the frame's other objects (not relevant)
+    # [N, C8, 2H, 2W] the frozen stride-8 maps, for a router whose text cue reads them
+    detail: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.features)
 
+    def inputs(self, **kwargs) -> ScoringInputs:
+        """What a router sees of these rows (the rest, e.g. ``cues``, from ``kwargs``)."""
+        return ScoringInputs(
+            features=self.features,
+            frame_idx=1,
+            text_embedding=self.text,
+            detail=self.detail,
+            **kwargs,
+        )
+
 
 @torch.no_grad()
-def encoder_tokens(sam2_model, frames: np.ndarray) -> torch.Tensor:
-    """Frozen stride-16 tokens ``[T, C, H, W]`` (the features memory attention would see)."""
+def encoder_maps(sam2_model, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen stride-16 tokens ``[T, C, H, W]`` (the features memory attention would see) and
+    the stride-8 map ``[T, C8, 2H, 2W]`` (the finer map the mask decoder reads; a router's
+    text cue may read it too, ``RouterConfig.detail_dim``)."""
     images = to_model_input(frames, sam2_model.image_size)
     _, feats, _, sizes = sam2_model._prepare_backbone_features(sam2_model.forward_image(images))
-    h, w = sizes[-1]
-    return feats[-1].permute(1, 2, 0).reshape(len(frames), -1, h, w)
+    maps = [
+        f.permute(1, 2, 0).reshape(len(frames), -1, h, w)
+        for f, (h, w) in zip(feats, sizes, strict=True)
+    ]
+    return maps[-1], maps[-2]
 
 
-def video_samples(sam2_model, clip, video: Video, tokens: torch.Tensor | None = None) -> list:
+def video_samples(
+    sam2_model,
+    clip,
+    video: Video,
+    tokens: torch.Tensor | None = None,
+    detail: torch.Tensor | None = None,
+) -> list:
     """Samples of one video: every described object on every frame after the first, as
-    (tokens, previous low-res mask, text embedding, relevant tokens, other objects' tokens).
-    ``tokens``: the video's encoder tokens when already computed (a feature cache)."""
+    (tokens, previous low-res mask, text embedding, relevant tokens, other objects' tokens,
+    stride-8 map or None). ``tokens`` (and ``detail``): the video's encoder maps when already
+    computed (a feature cache)."""
     if tokens is None:
-        tokens = encoder_tokens(sam2_model, video.frames)
+        tokens, _ = encoder_maps(sam2_model, video.frames)
     grid = tuple(tokens.shape[-2:])
     ids = sorted(video.descriptions)
     if not ids:
@@ -106,22 +130,35 @@ def video_samples(sam2_model, clip, video: Video, tokens: torch.Tensor | None = 
         relevant = mask_tokens(obj * 2 - 1, grid, radius=1)  # [T, HW]
         elsewhere = mask_tokens(rest * 2 - 1, grid) & ~relevant
         for t in range(1, video.num_frames):
-            rows.append((tokens[t], small[t - 1], embeddings[row], relevant[t], elsewhere[t]))
+            fine = None if detail is None else detail[t]
+            rows.append((tokens[t], small[t - 1], embeddings[row], relevant[t], elsewhere[t], fine))
     return rows
 
 
-def cached_tokens(sam2_model, video: Video, cache: Path | None) -> torch.Tensor:
-    """The video's encoder tokens, read from ``cache`` when there (float16 on disk), else
-    computed (and written there): the frozen encoder then runs once per video, not per run.
-    With a cache the first run also trains on the float16 values, as every later run will,
-    so that a rerun gives the same router whether or not the cache was warm."""
+def cached_maps(
+    sam2_model, video: Video, cache: Path | None, detail: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The video's encoder tokens (and with ``detail`` its stride-8 map), read from ``cache``
+    when there (float16 on disk, one file per map), else computed (and written there): the
+    frozen encoder then runs once per video, not per run. With a cache the first run also
+    trains on the float16 values, as every later run will, so that a rerun gives the same
+    router whether or not the cache was warm."""
     if cache is None:
-        return encoder_tokens(sam2_model, video.frames)
-    path = cache / f"{video.name}_{video.num_frames}f.pt"
-    if not path.is_file():
+        tokens, fine = encoder_maps(sam2_model, video.frames)
+        return tokens, fine if detail else None
+    stem = f"{video.name}_{video.num_frames}f"
+    paths = {"tokens": cache / f"{stem}.pt", "detail": cache / f"{stem}_stride8.pt"}
+    wanted = ["tokens", "detail"] if detail else ["tokens"]
+    if not all(paths[name].is_file() for name in wanted):
         cache.mkdir(parents=True, exist_ok=True)
-        torch.save(encoder_tokens(sam2_model, video.frames).half(), path)
-    return torch.load(path, weights_only=True).float()
+        for name, value in zip(
+            ("tokens", "detail"), encoder_maps(sam2_model, video.frames), strict=True
+        ):
+            if name in wanted and not paths[name].is_file():
+                torch.save(value.half(), paths[name])
+    tokens = torch.load(paths["tokens"], weights_only=True).float()
+    fine = torch.load(paths["detail"], weights_only=True).float() if detail else None
+    return tokens, fine
 
 
 def build_samples(
@@ -131,14 +168,20 @@ def build_samples(
     progress: bool = True,
     cache: Path | None = None,
     desc: str = "encode",
+    detail: bool = False,
 ) -> RouterSamples:
-    """Encode videos once (or read them from ``cache``) and collect their samples."""
+    """Encode videos once (or read them from ``cache``) and collect their samples; with
+    ``detail`` the rows also carry the stride-8 map (for ``RouterConfig.detail_dim``)."""
     rows = []
     for video in tqdm(list(videos), desc=desc, disable=not progress):
-        rows += video_samples(sam2_model, clip, video, cached_tokens(sam2_model, video, cache))
+        rows += video_samples(
+            sam2_model, clip, video, *cached_maps(sam2_model, video, cache, detail)
+        )
     if not rows:
         raise ValueError("no videos to build router samples from")
-    return RouterSamples(*(torch.stack(column) for column in zip(*rows, strict=True)))
+    columns = list(zip(*rows, strict=True))
+    fine = None if columns[-1][0] is None else torch.stack(columns[-1])
+    return RouterSamples(*(torch.stack(column) for column in columns[:-1]), detail=fine)
 
 
 def synthetic_videos(
@@ -277,16 +320,10 @@ def router_loss(
     """BCE of the combined score against the relevant tokens, plus (when the text cue is on) a
     BCE of the raw text cue in which the frame's other objects weigh ``hard_negative_weight``
     times the positives' weight, so the text cue learns "this object, not those"."""
-    inputs = ScoringInputs(
-        features=batch.features,
-        frame_idx=1,
-        prev_mask_logits=simulate_logits(
-            batch.prev_masks, gen, _other_objects_map(batch), misleading, max_shift
-        ),
-        text_embedding=batch.text,
-        cues=cues,
+    logits = simulate_logits(
+        batch.prev_masks, gen, _other_objects_map(batch), misleading, max_shift
     )
-    out = router(inputs)
+    out = router(batch.inputs(prev_mask_logits=logits, cues=cues))
     target = batch.labels.float()
     pos_weight = ((1 - target).sum() / target.sum().clamp(min=1)).clamp(max=20)
     loss = F.binary_cross_entropy_with_logits(out["combined"], target, pos_weight=pos_weight)
@@ -312,6 +349,7 @@ def subset(samples: RouterSamples, idx: torch.Tensor) -> RouterSamples:
         samples.text[idx],
         samples.labels[idx],
         samples.others[idx],
+        None if samples.detail is None else samples.detail[idx],
     )
 
 
@@ -332,10 +370,7 @@ def text_preferred(
 
     The object's own tokens are its (one-token dilated) labels eroded back by one token, so
     that the background ring does not pull its mean down against the undilated others."""
-    inputs = ScoringInputs(
-        features=samples.features, frame_idx=1, text_embedding=samples.text, cues=("text",)
-    )
-    cue = router(inputs)["text"]
+    cue = router(samples.inputs(cues=("text",)))["text"]
     grid = samples.features.shape[-2:]
     dilated = samples.labels.float().reshape(-1, 1, *grid)
     core = (-F.max_pool2d(-dilated, 3, stride=1, padding=1)).flatten(1) > 0
@@ -363,9 +398,7 @@ def token_recall_table(
     ``simulate_logits``): there only the text cue knows where the object is."""
     gen = torch.Generator().manual_seed(seed)
     logits = simulate_logits(samples.prev_masks, gen, _other_objects_map(samples), misleading)
-    base = ScoringInputs(
-        features=samples.features, frame_idx=1, prev_mask_logits=logits, text_embedding=samples.text
-    )
+    base = samples.inputs(prev_mask_logits=logits)
     variants = {
         "router": CUES,
         **{f"router -{cue}": tuple(c for c in CUES if c != cue) for cue in CUES},
@@ -418,11 +451,17 @@ def train_router(
     text-discrimination comparison varies (``--text-context``, ``--hard-negative-weight``);
     ``misleading`` is the share of samples whose previous mask points elsewhere;
     ``mask_shift`` the largest simulated error of that mask, in tokens; ``text_gate`` when
-    the combination reads the text cue (``RouterConfig.text_gate``)."""
+    the combination reads the text cue (``RouterConfig.text_gate``). Samples that carry
+    stride-8 maps (``build_samples(..., detail=True)``) give a router whose text cue reads
+    them."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = RouterConfig(
-        samples.features.shape[1], text_dim, text_context=text_context, text_gate=text_gate
+        samples.features.shape[1],
+        text_dim,
+        text_context=text_context,
+        text_gate=text_gate,
+        detail_dim=0 if samples.detail is None else samples.detail.shape[1],
     )
     router = TokenRouter(config)
     opt = torch.optim.AdamW(router.parameters(), lr=lr, weight_decay=1e-4)
@@ -507,6 +546,12 @@ def main(argv: list[str] | None = None) -> None:
         help="when the router's MLP reads the text cue: on every frame, or only where the "
         "previous mask shows no object",
     )
+    parser.add_argument(
+        "--text-detail",
+        action="store_true",
+        help="let the text cue read SAM2's stride-8 map beside the stride-16 tokens "
+        "(shape evidence finer than one token)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     if not 0.0 <= args.misleading <= 1.0:
@@ -544,7 +589,7 @@ def main(argv: list[str] | None = None) -> None:
         frames += sum(v.num_frames for v in videos)
         tic = time.time()
         splits[split] = build_samples(
-            sam2_model, clip, videos, progress, cache, desc=f"encode {split}"
+            sam2_model, clip, videos, progress, cache, f"encode {split}", args.text_detail
         )
         sample_seconds += time.time() - tic
     train, val = splits[args.train_split], splits[args.val_split]
