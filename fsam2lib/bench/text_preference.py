@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from fsam2lib.bench.sources import open_dataset
 from fsam2lib.metrics import percentile_interval
+from fsam2lib.pruning.router import reads_detail
 from fsam2lib.text.vocab import parse_description
 from fsam2lib.videos.video import Video
 
@@ -74,8 +75,7 @@ def video_preference(router, sam2_model, clip, video: Video) -> VideoPreference:
             f"video {video.name!r} has no object descriptions; the text cue needs one per "
             "object (descriptions.json in a DAVIS-layout folder)"
         )
-    detail = getattr(router.config, "detail_dim", 0) > 0
-    samples = build_samples(sam2_model, clip, [video], progress=False, detail=detail)
+    samples = build_samples(sam2_model, clip, [video], progress=False, detail=reads_detail(router))
     preferred, counted = text_preferred(router, samples)
     ids = sorted(texts)  # the row order of build_samples: object by object, frame by frame
     relations = [

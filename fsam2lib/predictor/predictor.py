@@ -92,6 +92,7 @@ from fsam2lib.predictor.records import (
 from fsam2lib.predictor.state_policy import StatePolicy
 from fsam2lib.pruning.attention import PrunedMemoryAttention, PruningPlan
 from fsam2lib.pruning.config import ROUTER_STRATEGIES, PruningConfig
+from fsam2lib.pruning.router import reads_detail
 from fsam2lib.pruning.scorers import ScoringInputs, make_scorer
 from fsam2lib.videos.frames import IN_MEMORY_VIDEO, init_state_from_frames, read_video_file
 from fsam2lib.videos.streaming import stream_jpeg_folder, stream_video_file
@@ -630,8 +631,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
     def _detail_map(self, vision_feats: list[Tensor], feat_sizes: list) -> Tensor | None:
         """The frame's stride-8 map ``[B, C, 2H, 2W]`` when the router's text cue reads it
         (``RouterConfig.detail_dim``), else None: other scorers never look at it."""
-        config = getattr(self.router, "config", None)
-        if self.pruning.strategy not in ROUTER_STRATEGIES or not getattr(config, "detail_dim", 0):
+        if self.pruning.strategy not in ROUTER_STRATEGIES or not reads_detail(self.router):
             return None
         if len(vision_feats) < 2:
             raise ValueError("the router reads a stride-8 map, but this SAM2 returns one level")

@@ -161,6 +161,12 @@ class TokenRouter(nn.Module):
         return out
 
 
+def reads_detail(scorer: object) -> bool:
+    """Whether ``scorer`` is a router whose text cue reads SAM2's stride-8 map
+    (``RouterConfig.detail_dim``): only then do its inputs need to carry the map."""
+    return getattr(getattr(scorer, "config", None), "detail_dim", 0) > 0
+
+
 def _token_projection(in_channels: int, channels: int, kernel: int) -> nn.Module:
     """Map tokens into the space the projected text is compared in.
 
