@@ -1,6 +1,6 @@
 """The token router: cue maps, cue switches, text sensitivity, persistence, trainability."""
 
-from dataclasses import fields
+from dataclasses import replace
 
 import pytest
 import torch
@@ -212,18 +212,9 @@ def test_detail_tells_apart_objects_whose_tokens_agree():
     plain = RouterSamples(
         features, samples.prev_masks, samples.text, samples.labels, samples.others
     )
-    fine = RouterSamples(*[getattr(plain, f.name) for f in fields(plain)][:5], detail=detail)
     shares = {}
-    for name, rows in (("plain", plain), ("detail", fine)):
-        router, _ = train_router(
-            rows,
-            text_dim=12,
-            minutes=1,
-            max_steps=200,
-            batch_size=16,
-            progress=False,
-            text_context=1,
-        )
+    for name, rows in (("plain", plain), ("detail", replace(plain, detail=detail))):
+        router = _train_briefly(rows)
         assert router.config.detail_dim == (0 if rows.detail is None else 4)
         shares[name] = text_discrimination(router, rows)
     assert shares["plain"] < 0.75 and shares["detail"] > 0.9, shares
@@ -281,6 +272,21 @@ def test_training_learns_the_object_tokens():
         "combined"
     ]
     assert recall_at(scores, labels, 0.3) > 0.8
+
+
+def _train_briefly(samples, **kwargs):
+    """200 steps on the test's own samples; text context 1, as their signatures are per token."""
+    router, _ = train_router(
+        samples,
+        text_dim=12,
+        minutes=1,
+        max_steps=200,
+        batch_size=16,
+        progress=False,
+        text_context=1,
+        **kwargs,
+    )
+    return router
 
 
 def _two_object_samples(n=48, seed=0):
@@ -357,16 +363,7 @@ def test_hard_negatives_make_the_text_cue_follow_the_description(hard_negatives)
     """Without hard negatives the text cue lights up the wrong object (measured: 0.0 of the
     samples right); with them each text is brighter on its own object (0.92)."""
     samples = _two_object_samples()
-    router, _ = train_router(
-        samples,
-        text_dim=12,
-        minutes=1,
-        max_steps=200,
-        batch_size=16,
-        progress=False,
-        text_context=1,  # the signature is per token
-        hard_negative_weight=hard_negatives,
-    )
+    router = _train_briefly(samples, hard_negative_weight=hard_negatives)
     share = text_discrimination(router, samples)
     assert share > 0.8 if hard_negatives else share < 0.5
 
