@@ -16,6 +16,7 @@ from sam2.utils.misc import load_video_frames
 
 from fsam2lib.models.sam2 import load_sam2
 from fsam2lib.predictor import PrunedSAM2VideoPredictor
+from fsam2lib.predictor.records import new_side_entry
 from fsam2lib.pruning.config import PruningConfig
 from fsam2lib.pruning.scorers import ScoringInputs
 from fsam2lib.pruning.selection import grid_order, num_kept
@@ -261,7 +262,7 @@ def test_strategy_none_is_stock_and_state_housekeeping(predictor, video_dir):
     predictor.remove_object(state, 2)
     assert state["obj_ids"] == [1] and 2 not in state["fsam2"]["text"]
     predictor.reset_state(state)
-    assert state["obj_ids"] == [] and state["fsam2"] == {"text": {}, "records": {}}
+    assert state["obj_ids"] == [] and state["fsam2"] == new_side_entry()
 
 
 # --------------------------------------------------------------------------- router and text

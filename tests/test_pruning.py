@@ -375,7 +375,8 @@ def test_planned_forward_scatters_onto_fill_and_reports_memory():
     pruned_rows = ~bool_mask(plan.query_idx, hw)[0]
     assert torch.equal(dense[pruned_rows], fill[pruned_rows])
     assert torch.equal(dense[plan.query_idx[0]], kept)
-    assert list(plan.attended) == [3, 5] and plan.attended[5].shape == (1, hw)
+    assert list(plan.attended) == [3, 5] and plan.attended[5] is None  # frame 5: every token
+    assert torch.equal(plan.attended[3], sources[0].memory_keep_idx)
     assert pruned._plan is None  # the plan is only active inside the block
     with pytest.raises(RuntimeError, match="memory layout"):
         with pruned.planned(
@@ -386,7 +387,8 @@ def test_planned_forward_scatters_onto_fill_and_reports_memory():
 
 def test_compact_chunks_give_the_same_output_as_dense_ones():
     """A chunk holding only a frame's kept tokens (in index order, int32 indices) attends
-    exactly like the dense chunk with the same indices."""
+    exactly like the dense chunk with the same indices; its position encoding stays dense
+    (SAM2's one shared encoding), and a memory of compact chunks only is read as it is."""
     grid, hw, ptr = (8, 8), 64, 4
     pruned = PrunedMemoryAttention.convert(small_memory_attention(True, True))
     torch.manual_seed(3)
@@ -402,7 +404,7 @@ def test_compact_chunks_give_the_same_output_as_dense_ones():
             curr,
             memory[compact_rows],
             curr_pos,
-            memory_pos[compact_rows],
+            memory_pos,
             ptr,
             grid,
             query_idx,
@@ -410,6 +412,37 @@ def test_compact_chunks_give_the_same_output_as_dense_ones():
             [True, False],
         )
     assert torch.equal(dense, compact)
+    # every chunk compact: the memory is attended as concatenated, with no gather
+    second = keep_idx(hw, 30, 6)
+    both_rows = torch.cat([first[0], hw + second[0], torch.arange(2 * hw, 2 * hw + ptr)])
+    with torch.no_grad():
+        dense = pruned.forward_pruned(
+            curr, memory, curr_pos, memory_pos, ptr, grid, query_idx, [first, second]
+        )
+        compact = pruned.forward_pruned(
+            curr,
+            memory[both_rows],
+            curr_pos,
+            memory_pos,
+            ptr,
+            grid,
+            query_idx,
+            [first.to(torch.int32), second.to(torch.int32)],
+            [True, True],
+        )
+    assert torch.equal(dense, compact)
+    with pytest.raises(RuntimeError, match="memory_pos has"):
+        pruned.forward_pruned(
+            curr,
+            memory[both_rows],
+            curr_pos,
+            memory_pos[both_rows],
+            ptr,
+            grid,
+            query_idx,
+            [first, second],
+            [True, True],
+        )
     with pytest.raises(ValueError, match="one chunk per memory_idx"):
         pruned.forward_pruned(
             curr, memory, curr_pos, memory_pos, ptr, grid, query_idx, [first, None], [True]

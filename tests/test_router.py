@@ -125,7 +125,7 @@ def test_lost_text_gate_reads_text_only_where_the_previous_mask_shows_no_object(
     assert router.cue_maps(shown)["text_used"].tolist() == [False, False]
     assert router.cue_maps(empty)["text_used"].tolist() == [True, True]
     no_mask_cue = _inputs(cues=("visual", "text", "uncertainty"))
-    assert router.cue_maps(no_mask_cue)["text_used"].all()
+    assert router.cue_maps(no_mask_cue)["text_used"] is True  # one answer for every sample
     with torch.no_grad():
         out = router(shown)
         blind = router(_inputs(cues=("visual", "mask", "uncertainty")))

@@ -9,7 +9,13 @@ from torch import Tensor
 
 from fsam2lib.predictor.records import FrameRecord
 from fsam2lib.pruning.config import PruningConfig
-from fsam2lib.pruning.scorers import ScoringInputs, TokenScorer, check_scores, make_scorer
+from fsam2lib.pruning.scorers import (
+    ScoringInputs,
+    TokenScorer,
+    check_scores,
+    make_scorer,
+    scores_finite,
+)
 from fsam2lib.pruning.selection import (
     forced_tokens,
     mask_tokens,
@@ -46,10 +52,22 @@ def score_frame(
     prompted: bool,
 ) -> FrameRecord:
     """Score the frame's tokens under ``config`` and select its query tokens (the prompts'
-    neighbourhoods always among them)."""
+    neighbourhoods always among them).
+
+    A prompted frame is scored at the API boundary (a prompt, or the start of a propagation):
+    its scores are checked there and may keep more than the budget to hold every prompt's
+    neighbourhood. A tracked frame reads nothing back to the host: its kept count is the
+    budget, and whether its scores were finite is left in ``record.finite`` for the caller
+    to check once per propagation."""
     b, _, h, w = inputs.features.shape
     scorer = make_scorer(config, router)
-    scores = check_scores(scorer(inputs), b, h * w, f"token scorer of strategy {config.strategy!r}")
+    scores = check_scores(
+        scorer(inputs),
+        b,
+        h * w,
+        f"token scorer of strategy {config.strategy!r}",
+        check_finite=prompted,
+    )
     points = inputs.prompt_points
     must_keep = (
         None if points is None else prompt_neighbourhood(points, (h, w), config.prompt_radius)
@@ -67,9 +85,11 @@ def score_frame(
             scores["combined"],
             keep,
             forced_tokens(must_keep, (h, w), keep, config.context, b, device),
+            grow=prompted,
         ),
         must_keep=must_keep,
         prompted=prompted,
+        finite=None if prompted else scores_finite(scores["combined"]),
     )
 
 
@@ -86,4 +106,4 @@ def select_memory(record: FrameRecord, pred_masks: Tensor) -> Tensor:
     forced = forced_tokens(
         record.must_keep, record.grid, keep, cfg.context, scores.shape[0], scores.device
     )
-    return select_tokens(scores, keep, forced)
+    return select_tokens(scores, keep, forced, grow=record.prompted)

@@ -5,11 +5,13 @@ Each frame's stored output is a :class:`TrackedOutput`; while :func:`record_memo
 active, every read of its ``"maskmem_features"`` is logged, in order.
 
 A compacted output (:meth:`TrackedOutput.compact`) stores only its kept memory tokens:
-``"maskmem_features"`` is ``[B, C, K]`` and ``"maskmem_pos_enc"`` reads as SAM2's shared
-encoding gathered at the kept tokens. SAM2 flattens and permutes both exactly as it does a
-dense ``[B, C, H, W]`` map, so the memory it concatenates holds ``K`` tokens for that frame
-and no dense copy is ever made. Only pruned memory attention can read such a chunk, so a
-compact output refuses to be read outside :func:`record_memory_reads`.
+``"maskmem_features"`` is ``[B, C, K]``, which SAM2 flattens and permutes exactly as it does
+a dense ``[B, C, H, W]`` map, so the memory it concatenates holds ``K`` tokens for that frame
+and no dense copy of the features is ever made. ``"maskmem_pos_enc"`` stays SAM2's one
+encoding shared by every frame (dense): gathering it per frame on every read cost several
+ops a memory frame, and pruned memory attention gathers all frames' positions in one go.
+Only pruned memory attention can read such a chunk, so a compact output refuses to be read
+outside :func:`record_memory_reads`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from contextvars import ContextVar
 
 import torch
 from torch import Tensor
+
+from fsam2lib.pruning.hot_path import moved
 
 _ACTIVE_READS: ContextVar[list | None] = ContextVar("fsam2_memory_reads", default=None)
 
@@ -56,9 +60,8 @@ class TrackedOutput(dict):
         b, c, h, w = features.shape
         if idx.shape[1] == h * w:
             return
-        idx = idx.to(device=features.device, dtype=torch.int32)
         self["maskmem_features"] = _gather_grid(features, idx)
-        self.memory_keep_idx = idx
+        self.memory_keep_idx = moved(idx, features.device, torch.int32)
         self.compact_grid = (h, w)
 
     def __getitem__(self, key: str) -> object:
@@ -72,15 +75,12 @@ class TrackedOutput(dict):
                 )
             if key == "maskmem_features" and reads is not None:
                 reads.append(self)
-            if key == "maskmem_pos_enc" and self.is_compact:
-                levels = super().__getitem__(key)
-                return [*levels[:-1], _gather_grid(levels[-1], self.memory_keep_idx)]
         return super().__getitem__(key)
 
 
 def _gather_grid(x: Tensor, idx: Tensor) -> Tensor:
     """``x`` ``[B, C, H, W]`` at grid indices ``idx`` ``[B, K]`` -> ``[B, C, K]``."""
-    index = idx.to(x.device, torch.int64)[:, None, :].expand(-1, x.shape[1], -1)
+    index = moved(idx, x.device, torch.int64)[:, None, :].expand(-1, x.shape[1], -1)
     return x.flatten(2).expand(index.shape[0], -1, -1).gather(2, index)
 
 

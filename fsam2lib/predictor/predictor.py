@@ -83,8 +83,10 @@ from fsam2lib.predictor.input_checks import (
 from fsam2lib.predictor.memory_reads import TrackedOutput, record_memory_reads
 from fsam2lib.predictor.object_text import describer_inputs, encode_text
 from fsam2lib.predictor.records import (
+    PER_OBJECT_KEYS,
     SIDE_KEY,
     FrameRecord,
+    ScoreCheck,
     TokenScores,
     new_side_entry,
     side_entry,
@@ -141,7 +143,15 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
     """
 
     _PLAIN_ATTRS = frozenset(
-        {"pruning", "state_policy", "router", "text_encoder", "describe_object", "_call"}
+        {
+            "pruning",
+            "state_policy",
+            "router",
+            "text_encoder",
+            "describe_object",
+            "_call",
+            "_features_memo",
+        }
     )
 
     def __init__(self, *args, **kwargs) -> None:
@@ -153,6 +163,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         self.text_encoder = None
         self.describe_object = None
         self._call = None
+        self._features_memo = None
 
     def __setattr__(self, name: str, value: object) -> None:
         if name not in self._PLAIN_ATTRS:
@@ -278,9 +289,9 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             inference_state, start_frame_idx, max_frame_num_to_track, reverse
         )
         policy = self.state_policy
-        if not (policy.bounded or policy.trim_memory):
-            return frames
-        return self._bounded(inference_state, frames, reverse, policy)
+        if policy.bounded or policy.trim_memory:
+            frames = self._bounded(inference_state, frames, reverse, policy)
+        return self._scores_checked(inference_state, frames)
 
     @torch.inference_mode()
     def propagate_in_video_preflight(self, inference_state):
@@ -301,8 +312,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             inference_state, obj_id, strict=strict, need_output=need_output
         )
         if obj_id not in inference_state["obj_id_to_idx"]:
-            for part in side_entry(inference_state).values():
-                part.pop(obj_id, None)
+            for key in PER_OBJECT_KEYS:
+                side_entry(inference_state)[key].pop(obj_id, None)
         return result
 
     # ------------------------------------------------------------------ text and token scores
@@ -369,6 +380,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
                 mask_inputs,
                 reverse,
             )
+            if record.finite is not None:
+                side_entry(inference_state)["score_check"].add(record.finite, frame_idx, obj_id)
         call = _FrameCall(inference_state, obj_id, output_dict, frame_idx, reverse, record)
         self._call = call
         try:
@@ -385,7 +398,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
                 prev_sam_mask_logits,
             )
         finally:
-            self._call = None
+            self._call = self._features_memo = None
         tracked = TrackedOutput(out, frame_idx, is_init_cond_frame, reverse, prompted)
         tracked.conditioned = call.conditioned
         previous = _neighbour_output(output_dict, frame_idx, reverse)
@@ -404,6 +417,14 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             records[frame_idx] = record
             trim_records(records, self.state_policy.score_records)
         return tracked, pred_masks
+
+    def _get_image_feature(self, inference_state, frame_idx, batch_size):
+        """Stock; the features just prepared for scoring this frame are handed over once
+        rather than prepared again (SAM2 re-expands and re-flattens even a cached frame)."""
+        memo, self._features_memo = self._features_memo, None
+        if memo is not None and memo[:3] == (id(inference_state), frame_idx, batch_size):
+            return memo[3]
+        return super()._get_image_feature(inference_state, frame_idx, batch_size)
 
     def _prepare_memory_conditioned_features(
         self,
@@ -488,6 +509,14 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             if policy.trim_memory:
                 trim_heap()
             yield frame_idx, obj_ids, masks
+
+    def _scores_checked(self, state: dict, frames: Iterator) -> Iterator:
+        """Propagation, then one read of whether every tracked frame's scores were finite
+        (:class:`~fsam2lib.predictor.records.ScoreCheck`). A propagation the caller stops
+        early is not checked; the next one starts a fresh check."""
+        check = side_entry(state)["score_check"] = ScoreCheck()
+        yield from frames
+        check.raise_if_not_finite()
 
     def _dense_memory(self, state: dict, frame_idx: int, out: TrackedOutput) -> None:
         """Give a compact conditioning frame its dense memory back: SAM2's memory encoder on
@@ -597,7 +626,9 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         reverse: bool,
     ) -> FrameRecord:
         """Gather what the scorer sees of this frame for this object, and score it."""
-        _, _, vision_feats, _, feat_sizes = self._get_image_feature(state, frame_idx, batch_size)
+        features = self._get_image_feature(state, frame_idx, batch_size)
+        self._features_memo = (id(state), frame_idx, batch_size, features)
+        _, _, vision_feats, _, feat_sizes = features
         h, w = feat_sizes[-1]
         tokens = vision_feats[-1]  # [H*W, B, C]
         b = tokens.shape[1]
@@ -692,6 +723,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
                         state["mask_inputs_per_obj"][obj_idx].get(t),
                         out.reverse,
                     )
+                    self._features_memo = None  # no inference follows to consume it
                     record.memory_keep_idx = out.memory_keep_idx = self._select_memory(
                         record, out["pred_masks"]
                     )

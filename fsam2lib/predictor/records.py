@@ -2,7 +2,8 @@
 
 ``state["fsam2"]`` holds, keyed by client object id: ``"text"`` (an
 :class:`~fsam2lib.predictor.object_text.ObjectText` per object) and ``"records"``
-(``{obj_id: {frame_idx: FrameRecord}}``). ``token_scores`` shows a record as
+(``{obj_id: {frame_idx: FrameRecord}}``); and ``"score_check"``, the
+:class:`ScoreCheck` of the propagation under way. ``token_scores`` shows a record as
 :class:`TokenScores`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from fsam2lib.pruning.config import PruningConfig
@@ -19,7 +21,7 @@ SIDE_KEY = "fsam2"
 
 def new_side_entry() -> dict:
     """An empty ``state["fsam2"]``."""
-    return {"text": {}, "records": {}}
+    return {"text": {}, "records": {}, "score_check": ScoreCheck()}
 
 
 def side_entry(state: dict) -> dict:
@@ -42,9 +44,14 @@ class FrameRecord:
     query_idx: Tensor  # [B, Kq] selected query tokens
     must_keep: Tensor | None  # [B, H*W] prompt neighbourhoods
     prompted: bool
+    # 0-d bool on the scores' device, for a tracked frame: its scores were finite (read once
+    # per propagation, not per frame); None where they were checked when scored
+    finite: Tensor | None = None
     memory_keep_idx: Tensor | None = None  # [B, Km] this frame's tokens kept as memory
     memory_attention_ran: bool = False
-    attended_memory: dict[int, Tensor] = field(default_factory=dict)
+    # memory frame -> its tokens attended here (as stored: int32 for a compact frame; None:
+    # every token); TokenScores shows them as int64 [B, K]
+    attended_memory: dict[int, Tensor | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,11 +83,58 @@ class TokenScores:
         return cls(
             maps=dict(record.scores),
             kept_query_idx=record.query_idx,
-            kept_memory_idx=dict(record.attended_memory),
+            kept_memory_idx={
+                t: _grid_indices(idx, record.grid, record.query_idx)
+                for t, idx in record.attended_memory.items()
+            },
             stored_memory_idx=record.memory_keep_idx,
             memory_attention_ran=record.memory_attention_ran,
             grid=record.grid,
             strategy=record.config.strategy,
             prompted=record.prompted,
             description=record.text,
+        )
+
+
+def _grid_indices(idx: Tensor | None, grid: tuple[int, int], like: Tensor) -> Tensor:
+    """Stored kept indices as int64 ``[B, K]``; None (every token) as the full grid, on the
+    device and with the batch of ``like``."""
+    if idx is None:
+        return torch.arange(grid[0] * grid[1], device=like.device).expand(like.shape[0], -1)
+    return idx.long()
+
+
+PER_OBJECT_KEYS = ("text", "records")  # the parts of ``state["fsam2"]`` keyed by object id
+
+
+@dataclass
+class ScoreCheck:
+    """Whether the tracked frames of one propagation had finite token scores.
+
+    Checking each frame would read a value back to the host on every frame (a stall on a
+    GPU); instead each frame's flag is folded into one device tensor, read once when the
+    propagation ends (:meth:`raise_if_not_finite`)."""
+
+    finite: Tensor | None = None
+    frames: tuple[int, int] | None = None  # (lowest, highest) frame index folded in
+    objects: list = field(default_factory=list)
+
+    def add(self, finite: Tensor, frame_idx: int, obj_id: object) -> None:
+        self.finite = finite if self.finite is None else self.finite & finite
+        lo, hi = self.frames or (frame_idx, frame_idx)
+        self.frames = (min(lo, frame_idx), max(hi, frame_idx))
+        if obj_id not in self.objects:
+            self.objects.append(obj_id)
+
+    def raise_if_not_finite(self) -> None:
+        """Raise ValueError, naming the frames and objects, if any folded score was not finite."""
+        if self.finite is None or bool(self.finite):
+            return
+        lo, hi = self.frames
+        raise ValueError(
+            f"the token scorer returned non-finite scores on at least one tracked frame in "
+            f"frames {lo}..{hi} (objects {self.objects}); the masks of those frames were "
+            "computed from an arbitrary token selection and must not be used. Check the "
+            "router's weights and inputs (token_scores(state, frame, obj_id) shows each "
+            "frame's scores)"
         )

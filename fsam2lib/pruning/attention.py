@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 import torch
@@ -18,20 +19,29 @@ from sam2.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
 from sam2.modeling.sam.transformer import RoPEAttention
 from torch import Tensor
 
+from fsam2lib.pruning.hot_path import moved
 from fsam2lib.pruning.rope import gather_freqs, grid_freqs, rope_attention
 
 
+def token_index(idx: Tensor, channels: int, device: torch.device) -> Tensor:
+    """Per-batch indices ``idx`` ``[B, K]`` as the ``[K, B, channels]`` index that
+    :func:`gather_tokens` and :func:`scatter_tokens` take (build once, use for every tensor
+    with that many channels)."""
+    return moved(idx, device).t().unsqueeze(-1).expand(-1, -1, channels)
+
+
 def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
-    """Sequence-first ``x`` ``[N, B, C]`` at per-batch indices ``idx`` ``[B, K]`` -> ``[K, B, C]``."""
-    index = idx.to(x.device).t().unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    """Sequence-first ``x`` ``[N, B, C]`` at per-batch indices ``idx`` ``[B, K]`` -> ``[K, B, C]``
+    (or at a prepared :func:`token_index` ``[K, B, C]``)."""
+    index = idx if idx.dim() == 3 else token_index(idx, x.shape[-1], x.device)
     return x.gather(0, index)
 
 
 def scatter_tokens(dense: Tensor, idx: Tensor, values: Tensor) -> Tensor:
-    """Copy of ``dense`` ``[N, B, C]`` with rows ``idx`` ``[B, K]`` replaced by ``values``
-    ``[K, B, C]`` (sequence-first)."""
-    index = idx.to(dense.device).t().unsqueeze(-1).expand(-1, -1, dense.shape[-1])
-    return dense.scatter(0, index, values.to(dense.dtype))
+    """Copy of ``dense`` ``[N, B, C]`` with rows ``idx`` ``[B, K]`` (or a prepared
+    :func:`token_index`) replaced by ``values`` ``[K, B, C]`` (sequence-first)."""
+    index = idx if idx.dim() == 3 else token_index(idx, dense.shape[-1], dense.device)
+    return dense.scatter(0, index, moved(values, dtype=dense.dtype))
 
 
 # --------------------------------------------------------------------------- memory attention
@@ -54,14 +64,15 @@ class PruningPlan:
     fill: ``[H*W, B, C]`` sequence-first values for pruned query positions.
     memory_sources: the stored frames whose memory chunks SAM2 concatenated, in order
         (filled while SAM2 assembles the memory, before memory attention runs).
-    attended: set by the forward: memory frame index -> grid indices attended ``[B, K]``.
+    attended: set by the forward: memory frame index -> grid indices attended ``[B, K]``
+        (None: every token of that frame).
     """
 
     grid: tuple[int, int]
     query_idx: Tensor
     fill: Tensor
     memory_sources: list[MemorySource] = field(default_factory=list)
-    attended: dict[int, Tensor] | None = None
+    attended: dict[int, Tensor | None] | None = None
 
 
 def _single_level(x: Tensor | list[Tensor] | None, name: str) -> Tensor:
@@ -123,6 +134,7 @@ class PrunedMemoryAttention(MemoryAttention):
             return super().forward(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens)
         curr = _single_level(curr, "curr")
         memory_idx = [src.memory_keep_idx for src in plan.memory_sources]
+        index = token_index(plan.query_idx, curr.shape[-1], curr.device)
         kept = self.forward_pruned(
             curr,
             memory,
@@ -130,17 +142,14 @@ class PrunedMemoryAttention(MemoryAttention):
             _single_level(memory_pos, "memory_pos"),
             num_obj_ptr_tokens,
             plan.grid,
-            plan.query_idx,
+            index,
             memory_idx,
             [src.is_compact for src in plan.memory_sources],
         )
         plan.attended = {
-            src.frame_idx: _all_tokens(plan.grid, curr.shape[1], curr.device)
-            if idx is None
-            else idx.long()
-            for src, idx in zip(plan.memory_sources, memory_idx, strict=True)
+            src.frame_idx: idx for src, idx in zip(plan.memory_sources, memory_idx, strict=True)
         }
-        return scatter_tokens(plan.fill, plan.query_idx, kept)
+        return scatter_tokens(plan.fill, index, kept)
 
     def forward_pruned(
         self,
@@ -156,11 +165,18 @@ class PrunedMemoryAttention(MemoryAttention):
     ) -> Tensor:
         """Memory attention over kept tokens; returns the kept queries' outputs ``[Kq, B, C]``.
 
-        curr/curr_pos ``[H*W, B, C]``; memory/memory_pos: one chunk per entry of
-        ``memory_idx``, then P = ``num_obj_ptr_tokens`` pointer tokens; query_idx ``[B, Kq]``;
-        ``memory_idx[f]`` ``[B, Kf]`` grid indices kept in chunk f (None = all). Chunk f holds
-        ``H*W`` tokens, or only its ``Kf`` kept ones (in ``memory_idx[f]`` order) where
-        ``compact[f]`` (default: no chunk is compact).
+        curr/curr_pos ``[H*W, B, C]``; query_idx ``[B, Kq]`` (or its :func:`token_index`);
+        memory: one chunk per entry of ``memory_idx``, then P = ``num_obj_ptr_tokens``
+        pointer tokens; ``memory_idx[f]`` ``[B, Kf]`` grid indices kept in chunk f (None =
+        all). Chunk f of ``memory`` holds ``H*W`` tokens, or only its ``Kf`` kept ones (in
+        ``memory_idx[f]`` order) where ``compact[f]`` (default: no chunk is compact).
+        ``memory_pos`` holds ``H*W`` tokens per chunk whatever ``compact`` says (SAM2's one
+        shared encoding plus each frame's temporal one: a compact frame stores no copy of
+        its own), then the P pointer encodings.
+
+        Per call this builds two index tensors (kept memory positions, kept key grid
+        indices) from the chunks' own indices and cached layouts, and reads nothing back to
+        the host; a memory made of compact chunks only is attended as SAM2 concatenated it.
         """
         if not self.batch_first:
             raise NotImplementedError(
@@ -176,37 +192,58 @@ class PrunedMemoryAttention(MemoryAttention):
         ):
             raise ValueError("compact must flag one chunk per memory_idx entry, each with indices")
         b, device = curr.shape[1], curr.device
-        query_idx = query_idx.to(device)
-        frame_idx = [
-            _all_tokens(grid, b, device) if i is None else i.to(device, torch.int64)
-            for i in memory_idx
-        ]
-        lengths = [i.shape[1] if c else hw for i, c in zip(frame_idx, compact, strict=True)]
-        if memory.shape[0] != sum(lengths) + num_obj_ptr_tokens:
+        chunks = [hw if i is None else i.shape[1] for i in memory_idx]
+        lengths = [n if c else hw for n, c in zip(chunks, compact, strict=True)]
+        n_mem = sum(lengths)
+        if memory.shape[0] != n_mem + num_obj_ptr_tokens:
             raise RuntimeError(
-                f"memory has {memory.shape[0]} tokens, expected {sum(lengths)} in "
+                f"memory has {memory.shape[0]} tokens, expected {n_mem} in "
                 f"{len(memory_idx)} recorded memory frames + {num_obj_ptr_tokens} pointer tokens; "
                 "the memory layout was not identified (were all stored outputs produced by "
                 "PrunedSAM2VideoPredictor?)"
             )
-        starts = [sum(lengths[:f]) for f in range(len(lengths))]
-        local = [
-            torch.arange(n, device=device).expand(b, -1) if c else idx
-            for idx, n, c in zip(frame_idx, lengths, compact, strict=True)
-        ]
-        ptr = sum(lengths) + torch.arange(num_obj_ptr_tokens, device=device).expand(b, -1)
-        mem_index = torch.cat([s + idx for s, idx in zip(starts, local, strict=True)] + [ptr], 1)
-        key_grid_idx = torch.cat(frame_idx, dim=1) if frame_idx else query_idx[:, :0]
+        if memory_pos.shape[0] != len(memory_idx) * hw + num_obj_ptr_tokens:
+            raise RuntimeError(
+                f"memory_pos has {memory_pos.shape[0]} tokens, expected {hw} per memory frame "
+                f"({len(memory_idx)}) + {num_obj_ptr_tokens} pointer tokens"
+            )
+        layout = _layout(hw, tuple(chunks), tuple(compact), str(device))
+        key_grid_idx = (
+            torch.cat(
+                [
+                    layout.all_tokens.expand(b, -1) if i is None else moved(i, device)
+                    for i in memory_idx
+                ],
+                1,
+            )
+            if memory_idx
+            else layout.all_tokens[:, :0].expand(b, -1)
+        )
+        if layout.identity:
+            mem = memory
+        else:
+            mem_idx = torch.where(layout.compact, layout.offsets, key_grid_idx + layout.offsets)
+            mem = torch.cat([gather_tokens(memory[:n_mem], mem_idx), memory[n_mem:]])
+        pos_idx = key_grid_idx + layout.frame_starts
+        mem_pos = torch.cat(
+            [
+                gather_tokens(memory_pos[: len(memory_idx) * hw], pos_idx),
+                memory_pos[len(memory_idx) * hw :],
+            ]
+        )
 
-        output = gather_tokens(curr, query_idx)
-        query_pos = gather_tokens(curr_pos, query_idx)
+        index = (
+            query_idx if query_idx.dim() == 3 else token_index(query_idx, curr.shape[-1], device)
+        )
+        output = gather_tokens(curr, index)
+        query_pos = gather_tokens(curr_pos, index)
         if self.pos_enc_at_input:
             output = output + 0.1 * query_pos
         output, query_pos = output.transpose(0, 1), query_pos.transpose(0, 1)
-        mem = gather_tokens(memory, mem_index).transpose(0, 1)
-        mem_pos = gather_tokens(memory_pos, mem_index).transpose(0, 1)
+        mem, mem_pos = mem.transpose(0, 1), mem_pos.transpose(0, 1)
 
-        freqs = _FreqsCache(grid, query_idx, key_grid_idx, self._tables())
+        q_idx = query_idx if query_idx.dim() == 2 else index[:, :, 0].t()
+        freqs = _FreqsCache(grid, q_idx, key_grid_idx, self._tables())
         for layer in self.layers:
             output = _layer_forward(
                 layer, output, mem, mem_pos, query_pos, freqs, num_obj_ptr_tokens
@@ -218,8 +255,42 @@ class PrunedMemoryAttention(MemoryAttention):
         return self.__dict__.setdefault("_rope_tables", {})
 
 
-def _all_tokens(grid: tuple[int, int], batch: int, device: torch.device) -> Tensor:
-    return torch.arange(grid[0] * grid[1], device=device).expand(batch, -1)
+@dataclass(frozen=True)
+class _Layout:
+    """Index tensors of one memory layout (``[1, sum of kept]``, cached): ``frame_starts``:
+    the first position of each token's frame in a dense concatenation (f * H*W);
+    ``offsets``: a token's position in the concatenation SAM2 made, less its grid index for
+    a dense chunk (its chunk's start) or in full for a compact one; ``compact``: the token
+    lies in a compact chunk; ``identity``: every chunk is compact (nothing to gather)."""
+
+    all_tokens: Tensor
+    frame_starts: Tensor
+    offsets: Tensor
+    compact: Tensor
+    identity: bool
+
+
+@lru_cache(maxsize=256)
+@torch.inference_mode(False)  # normal tensors, usable in training as well
+def _layout(hw: int, chunks: tuple[int, ...], compact: tuple[bool, ...], device: str) -> _Layout:
+    starts, frame_starts, offsets, flags, at = [], [], [], [], 0
+    for f, (n, c) in enumerate(zip(chunks, compact, strict=True)):
+        frame_starts.append(torch.full((n,), f * hw, dtype=torch.long))
+        offsets.append(torch.arange(at, at + n) if c else torch.full((n,), at, dtype=torch.long))
+        flags.append(torch.full((n,), c, dtype=torch.bool))
+        starts.append(at)
+        at += n if c else hw
+
+    def row(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
+        return (torch.cat(parts) if parts else torch.zeros(0, dtype=dtype))[None].to(device)
+
+    return _Layout(
+        all_tokens=torch.arange(hw, device=device)[None],
+        frame_starts=row(frame_starts, torch.long),
+        offsets=row(offsets, torch.long),
+        compact=row(flags, torch.bool),
+        identity=all(compact),
+    )
 
 
 class _FreqsCache:

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from sam2.modeling.sam.transformer import Attention, RoPEAttention
 from torch import Tensor
 
+from fsam2lib.pruning.hot_path import moved
+
 
 def grid_freqs(attn: RoPEAttention, height: int, width: int) -> Tensor:
     """Complex rotary table ``[H*W, D/2]`` of ``attn`` for a full ``height x width`` grid.
@@ -35,7 +37,7 @@ def gather_freqs(table: Tensor, idx: Tensor) -> Tensor:
     """Rows of a rotary ``table`` ``[H*W, D/2]`` at grid indices ``idx`` ``[B, K]`` -> ``[B, K, D/2]``."""
     if idx.dim() != 2:
         raise ValueError(f"indices must be [B, K], got shape {tuple(idx.shape)}")
-    return table.to(idx.device)[idx]
+    return moved(table, idx.device)[idx]
 
 
 def rotate(x: Tensor, freqs: Tensor) -> Tensor:

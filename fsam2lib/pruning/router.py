@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 
 from fsam2lib.paths import MICRO_ROUTER_WEIGHTS
 from fsam2lib.pruning.config import CUES
+from fsam2lib.pruning.hot_path import moved
 from fsam2lib.pruning.scorers import MaskPriorScorer, ScoringInputs
 
 # The MLP reads one value per token from each cue map, in ``CUES`` order, then three flags:
@@ -82,43 +84,44 @@ class TokenRouter(nn.Module):
 
     def cue_maps(self, inputs: ScoringInputs) -> dict[str, Tensor]:
         """Each cue as ``[B, H*W]`` (zeros where switched off or unavailable) and its flags."""
-        feats = self.norm(inputs.features.float())
+        feats = self.norm(moved(inputs.features, dtype=torch.float32))
         b = feats.shape[0]
-        zeros = feats.new_zeros(b, feats.shape[-2] * feats.shape[-1])
         use = set(inputs.cues)
-        visual = self.visual(feats).flatten(1) if "visual" in use else zeros
         has_text = "text" in use and inputs.text_embedding is not None
+        wants_prior = "mask" in use or "uncertainty" in use
+        prior = self.mask_prior.cues(inputs) if wants_prior else None
+        has_mask = "mask" in use and prior is not None
+        has_unc = "uncertainty" in use and prior is not None
+        zeros = None
+        if not ("visual" in use and has_text and has_mask and has_unc):
+            zeros = feats.new_zeros(b, feats.shape[-2] * feats.shape[-1])
+        visual = self.visual(feats).flatten(1) if "visual" in use else zeros
         text = self._text_similarity(feats, inputs) if has_text else zeros
-        has_prev = inputs.prev_mask_logits is not None
-        has_mask, has_unc = "mask" in use and has_prev, "uncertainty" in use and has_prev
-        prior = self.mask_prior(inputs) if has_mask or has_unc else {}
         mask = prior["mask"] if has_mask else zeros
         unc = prior["uncertainty"] if has_unc else zeros
         text_used = self.text_in_use(has_text, mask if has_mask else None, b, feats.device)
-        available = feats.new_tensor([float(has_mask), float(has_unc)]).expand(b, 2)
-        flags = torch.cat([text_used.float()[:, None], available], dim=1)
         return {
             "visual": visual,
             "text": text,
             "mask": mask,
             "uncertainty": unc,
-            "flags": flags,
+            "flags": _flags(text_used, has_mask, has_unc, b, feats.device),
             "text_used": text_used,
         }
 
     def text_in_use(
         self, has_text: bool, prev_object: Tensor | None, batch: int, device: torch.device
-    ) -> Tensor:
-        """``[B]`` bool: whether the MLP reads the text cue on each sample's frame.
+    ) -> Tensor | bool:
+        """Whether the MLP reads the text cue: a bool for every sample of the frame, or a
+        ``[B]`` bool tensor when it depends on each sample's previous mask.
 
         Under ``text_gate="lost"`` only where the mask cue shows no object (an object that
         left, was occluded or was lost by the tracker) or is off or unavailable. Why: where the
         previous mask is right, text evidence also lights up look-alikes and draws tokens from
         the object's surroundings (on run 6 the text cue cost 6-13 J&F at keep 0.1); where
         the mask shows nothing, the description is the only cue that knows what to look for."""
-        on = torch.full((batch,), has_text, dtype=torch.bool, device=device)
         if self.config.text_gate == "always" or prev_object is None or not has_text:
-            return on
+            return has_text
         return prev_object.amax(dim=1) < LOST_BELOW
 
     def _text_similarity(self, feats: Tensor, inputs: ScoringInputs) -> Tensor:
@@ -150,15 +153,37 @@ class TokenRouter(nn.Module):
         return torch.cat([feats, self.detail_norm(blocks)], dim=1)
 
     def forward(self, inputs: ScoringInputs) -> dict[str, Tensor]:
-        cues = self.cue_maps(inputs)
-        hw = cues["visual"].shape[1]
-        used = {**cues, "text": cues["text"] * cues["text_used"][:, None]}
-        per_token = torch.stack([used[name] for name in CUES], dim=-1)
-        flags = cues["flags"][:, None, :].expand(-1, hw, -1)
-        combined = self.mlp(torch.cat([per_token, flags], dim=-1)).squeeze(-1)
+        # float32 whatever the caller's autocast: a bf16 score holds a few dozen distinct
+        # values, too few to rank thousands of tokens (ties would pick the kept set)
+        with torch.autocast(inputs.features.device.type, enabled=False):
+            cues = self.cue_maps(inputs)
+            hw = cues["visual"].shape[1]
+            text, text_used = cues["text"], cues["text_used"]
+            if isinstance(text_used, Tensor):  # the "lost" gate, decided per sample
+                text = text * text_used[:, None]
+            used = {**cues, "text": text}
+            per_token = torch.stack([used[name] for name in CUES], dim=-1)
+            flags = cues["flags"][:, None, :].expand(-1, hw, -1)
+            combined = self.mlp(torch.cat([per_token, flags], dim=-1)).squeeze(-1)
         out = {name: cues[name] for name in CUES}
         out["combined"] = combined
         return out
+
+
+def _flags(
+    text_used: Tensor | bool, has_mask: bool, has_unc: bool, batch: int, device: torch.device
+) -> Tensor:
+    """``[B, 3]`` float flags the MLP reads: text used, mask and uncertainty available."""
+    if isinstance(text_used, bool):
+        return _constant_flags((text_used, has_mask, has_unc), str(device)).expand(batch, -1)
+    available = _constant_flags((has_mask, has_unc), str(device)).expand(batch, -1)
+    return torch.cat([text_used.float()[:, None], available], dim=1)
+
+
+@lru_cache(maxsize=32)
+@torch.inference_mode(False)  # a normal tensor, usable in training as well
+def _constant_flags(values: tuple[bool, ...], device: str) -> Tensor:
+    return torch.tensor([[float(v) for v in values]], device=device)
 
 
 def reads_detail(scorer: object) -> bool:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fsam2lib.pruning.config import CUES, PruningConfig
+from fsam2lib.pruning.hot_path import moved
 from fsam2lib.pruning.selection import grid_order
 
 
@@ -93,25 +94,34 @@ class MaskPriorScorer:
             raise ValueError(f"dilation must be >= 0, got {dilation}")
         self.dilation = dilation
 
+    def cues(self, inputs: ScoringInputs) -> dict[str, Tensor] | None:
+        """The "mask" and "uncertainty" maps ``[B, H*W]`` (None without a previous mask)."""
+        logits = inputs.prev_mask_logits
+        if logits is None:
+            return None
+        feats = inputs.features
+        h, w = inputs.grid
+        prob = torch.sigmoid(moved(logits, feats.device, torch.float32))
+        obj = F.adaptive_max_pool2d(prob, (h, w))
+        if self.dilation > 0:
+            obj = F.max_pool2d(obj, 2 * self.dilation + 1, stride=1, padding=self.dilation)
+        unc = F.adaptive_max_pool2d(1.0 - (2.0 * prob - 1.0).abs(), (h, w))
+        return {"mask": obj.flatten(1), "uncertainty": unc.flatten(1)}
+
     def __call__(self, inputs: ScoringInputs) -> dict[str, Tensor]:
         feats = inputs.features
         b = feats.shape[0]
         h, w = inputs.grid
         tie = grid_order((h, w), feats.device).expand(b, -1)
-        logits = inputs.prev_mask_logits
-        if logits is None:
+        cues = self.cues(inputs)
+        if cues is None:
             zeros = torch.zeros(b, h * w, device=feats.device)
             return {"combined": tie.clone(), "mask": zeros, "uncertainty": zeros.clone()}
-        prob = torch.sigmoid(logits.float().to(feats.device))
-        obj = F.adaptive_max_pool2d(prob, (h, w))
-        if self.dilation > 0:
-            obj = F.max_pool2d(obj, 2 * self.dilation + 1, stride=1, padding=self.dilation)
-        unc = F.adaptive_max_pool2d(1.0 - (2.0 * prob - 1.0).abs(), (h, w))
+        obj = cues["mask"].view(b, 1, h, w)
         k = 2 * max(1, max(h, w) // 4) + 1
         near = F.avg_pool2d(obj, k, stride=1, padding=k // 2, count_include_pad=False)
-        obj, unc, near = obj.flatten(1), unc.flatten(1), near.flatten(1)
-        combined = obj + unc + 0.1 * near + 1e-3 * tie
-        return {"combined": combined, "mask": obj, "uncertainty": unc}
+        combined = cues["mask"] + cues["uncertainty"] + 0.1 * near.flatten(1) + 1e-3 * tie
+        return {"combined": combined, **cues}
 
 
 class CueRestrictedScorer:
@@ -144,8 +154,16 @@ def make_scorer(config: PruningConfig, router: TokenScorer | None) -> TokenScore
     return CueRestrictedScorer(router, cues)
 
 
-def check_scores(scores: object, batch: int, hw: int, source: str) -> dict[str, Tensor]:
-    """Validate a scorer's output: a dict with a finite ``"combined"`` ``[B, H*W]`` tensor."""
+def check_scores(
+    scores: object, batch: int, hw: int, source: str, *, check_finite: bool = True
+) -> dict[str, Tensor]:
+    """Validate a scorer's output: a dict of tensors with a ``"combined"`` ``[B, H*W]`` one;
+    "combined" comes back as float32 (a bf16 score under autocast holds too few distinct
+    values to rank 4096 tokens: ties then decide), entries without gradients.
+
+    ``check_finite`` reads the scores back to check they are finite (at the API boundary);
+    the per-frame path passes False and checks :func:`scores_finite` once per propagation.
+    """
     if not isinstance(scores, dict) or "combined" not in scores:
         raise TypeError(
             f"{source} must return a dict with a 'combined' entry, got {type(scores).__name__}"
@@ -154,11 +172,20 @@ def check_scores(scores: object, batch: int, hw: int, source: str) -> dict[str, 
     if not isinstance(combined, Tensor) or tuple(combined.shape) != (batch, hw):
         shape = tuple(combined.shape) if isinstance(combined, Tensor) else type(combined).__name__
         raise ValueError(f"{source}: 'combined' must be [B, H*W] = {(batch, hw)}, got {shape}")
-    if not torch.isfinite(combined).all():
-        raise ValueError(f"{source}: 'combined' scores must be finite")
     for name, value in scores.items():
         if not isinstance(value, Tensor):
             raise TypeError(
                 f"{source}: entry {name!r} must be a tensor, got {type(value).__name__}"
             )
-    return {name: value.detach() for name, value in scores.items()}
+    checked = {
+        name: value.detach() if value.requires_grad else value for name, value in scores.items()
+    }
+    checked["combined"] = moved(checked["combined"], dtype=torch.float32)
+    if check_finite and not bool(scores_finite(checked["combined"])):
+        raise ValueError(f"{source}: 'combined' scores must be finite")
+    return checked
+
+
+def scores_finite(combined: Tensor) -> Tensor:
+    """0-d bool tensor: every score is finite (stays on the device: no host read)."""
+    return torch.isfinite(combined).all()

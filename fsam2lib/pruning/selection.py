@@ -7,6 +7,7 @@ Conventions (SAM2's): a token's grid index is row-major, ``index = y * W + x``; 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -26,30 +27,37 @@ def num_kept(hw: int, ratio: float, min_tokens: int) -> int:
     return min(hw, max(min_tokens, math.ceil(ratio * hw - 1e-9)))
 
 
-def select_tokens(scores: Tensor, keep: int, must_keep: Tensor | None = None) -> Tensor:
+def select_tokens(
+    scores: Tensor, keep: int, must_keep: Tensor | None = None, *, grow: bool = True
+) -> Tensor:
     """Indices ``[B, K]`` (ascending) of the ``keep`` highest-scoring tokens per row.
 
-    ``must_keep`` ``[B, H*W]`` bool tokens are always selected, ahead of the ranking; K is
-    ``max(keep, most must-keep tokens in a row)``, so K can exceed ``keep`` only when the
-    forced tokens alone do. Ties are broken towards the lower index (deterministic).
+    ``must_keep`` ``[B, H*W]`` bool tokens are always selected, ahead of the ranking. With
+    ``grow`` (a call at the API boundary), K is ``max(keep, most must-keep tokens in a row)``,
+    so K can exceed ``keep`` only when the forced tokens alone do, and NaN scores raise; both
+    read values back to the host. ``grow=False`` is the per-frame form: K is ``keep`` (the
+    caller knows the forced tokens fit: a lattice share never exceeds the budget) and
+    nothing is read back, so the caller checks scores once, elsewhere. Ties are broken
+    towards the lower index (deterministic).
     """
     if scores.dim() != 2:
         raise ValueError(f"scores must be [B, H*W], got shape {tuple(scores.shape)}")
     n = scores.shape[1]
     if not 1 <= keep <= n:
         raise ValueError(f"keep must be in [1, {n}], got {keep}")
-    if torch.isnan(scores).any():
+    if grow and torch.isnan(scores).any():
         raise ValueError("scores contain NaN")
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
     if must_keep is not None:
         if must_keep.shape != scores.shape or must_keep.dtype != torch.bool:
             raise ValueError(
                 f"must_keep must be a bool tensor of shape {tuple(scores.shape)}, got "
                 f"{must_keep.dtype} {tuple(must_keep.shape)}"
             )
-        forced = must_keep.gather(1, order).to(torch.uint8)
-        order = order.gather(1, torch.sort(forced, dim=1, descending=True, stable=True).indices)
-        keep = max(keep, int(must_keep.sum(dim=1).max()))
+        if grow:
+            keep = max(keep, int(must_keep.sum(dim=1).max()))
+        # forced tokens outrank every score; the stable sort keeps ties at the lower index
+        scores = torch.where(must_keep, torch.inf, scores)
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
     return order[:, :keep].sort(dim=1).values
 
 
@@ -67,11 +75,17 @@ def forced_tokens(
     count = math.ceil(context * keep - 1e-9)
     if count <= 0:
         return must_keep
-    order = grid_order(grid, device)
-    lattice = torch.zeros(grid[0] * grid[1], dtype=torch.bool, device=device)
-    lattice[torch.topk(order, count).indices] = True
-    lattice = lattice.expand(batch, -1)
+    lattice = _lattice(grid, count, str(device)).expand(batch, -1)
     return lattice.clone() if must_keep is None else must_keep.to(device) | lattice
+
+
+@lru_cache(maxsize=64)
+@torch.inference_mode(False)  # a normal tensor, usable in training as well
+def _lattice(grid: tuple[int, int], count: int, device: str) -> Tensor:
+    """Bool ``[1, H*W]``: the first ``count`` tokens of :func:`grid_order` (cached, read-only)."""
+    lattice = torch.zeros(1, grid[0] * grid[1], dtype=torch.bool, device=device)
+    lattice[0, torch.topk(grid_order(grid, device), count).indices] = True
+    return lattice
 
 
 def prioritise(scores: Tensor, first: Tensor) -> Tensor:
@@ -120,11 +134,20 @@ def mask_tokens(mask_logits: Tensor, grid: tuple[int, int], radius: int = 0) -> 
 def grid_order(grid: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
     """Scores ``[H*W]`` whose top-K is a uniform lattice for any K (a nested ordering).
 
+    Computed once per grid and device and shared (treat it as read-only): it depends on the
+    grid alone, and the scorers that read it run on every frame.
+
     Tokens on the coarsest dyadic lattice (stride 2^L) come first, then each finer level
     adds the lattice's cell centres (quincunx) before the remaining mid-points; within one
     group tokens are ordered by bit-reversed Morton code so a partial group is spread out.
     At K = H*W/4 the selection is exactly the stride-2 lattice, at H*W/16 stride 4, etc.
     """
+    return _grid_order(tuple(int(n) for n in grid), str(device))
+
+
+@lru_cache(maxsize=64)
+@torch.inference_mode(False)  # a normal tensor, usable in training as well
+def _grid_order(grid: tuple[int, int], device: str) -> Tensor:
     h, w = grid
     xs, ys = token_coords(grid, device)
     levels = max(1, math.ceil(math.log2(max(h, w))))

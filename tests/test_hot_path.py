@@ -1,0 +1,136 @@
+"""The pruned predictor's per-frame path: no host syncs and few ops per tracked frame
+(counted as PyTorch dispatches them, against Meta's own predictor), float32 scores under
+bf16 autocast, and non-finite scores caught once per propagation instead of per frame."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fsam2lib.bench.dispatch import HOST_SYNC_OPS, dispatch_table, format_dispatch_table
+from fsam2lib.models.sam2 import load_sam2
+from fsam2lib.predictor import PrunedSAM2VideoPredictor
+from fsam2lib.predictor.frame_pruning import score_frame
+from fsam2lib.pruning.config import PruningConfig
+from fsam2lib.pruning.router import RouterConfig, TokenRouter
+from fsam2lib.pruning.scorers import ScoringInputs, check_scores
+
+warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step")
+
+# Issue bound: keep 0.3 with the router dispatches at most 10 % more ops per tracked frame
+# than Meta's predictor (measured 2026-12-06: +5.1 % lean, +5.3 % stock state, hiera_t).
+MAX_OPS_VS_META = 1.10
+
+
+def test_tracked_frames_add_no_host_sync_and_few_ops_over_meta():
+    """hiera_t (random weights: counts do not depend on them), one object with a
+    description, the last of 9 frames (memory bank full); the router reads text and the
+    stride-8 map, as the shipped one does."""
+    rows = dispatch_table(
+        "sam2.1_hiera_t", image_size=256, keeps=(0.3,), frames=9, policies=("lean", "stock")
+    )
+    table = format_dispatch_table(rows)
+    print("\n" + table)
+    meta, *pruned = rows
+    assert meta["syncs"] == 0, table
+    assert meta["ops"] > 500, table  # the counter saw the whole frame
+    for row in pruned:
+        assert row["syncs"] == meta["syncs"], table
+        assert row["ops"] <= MAX_OPS_VS_META * meta["ops"], table
+    assert "aten._local_scalar_dense" in HOST_SYNC_OPS
+
+
+def _router_inputs(grid: int = 64) -> tuple[TokenRouter, ScoringInputs]:
+    torch.manual_seed(0)
+    router = TokenRouter(RouterConfig(feat_dim=64, text_dim=32, text_context=3, detail_dim=16))
+    inputs = ScoringInputs(
+        features=torch.randn(1, 64, grid, grid),
+        frame_idx=3,
+        prev_mask_logits=4 * torch.randn(1, 1, 4 * grid, 4 * grid),
+        text_embedding=F.normalize(torch.randn(1, 32), dim=-1),
+        detail=torch.randn(1, 16, 2 * grid, 2 * grid),
+    )
+    return router.eval(), inputs
+
+
+def test_router_scores_stay_float32_under_bf16_autocast():
+    """At 64 x 64 tokens bf16 scores collapse to a few dozen values and ties pick the kept
+    set; the router scores in float32 whatever the autocast, so the kept set is the same."""
+    router, inputs = _router_inputs()
+    config = PruningConfig(keep_ratio=0.3)
+
+    def kept(autocast: bool) -> set[int]:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            record = score_frame(inputs, config, router, text="t", fingerprint=(), prompted=False)
+        assert record.scores["combined"].dtype == torch.float32
+        return set(record.query_idx[0].tolist())
+
+    fp32, bf16 = kept(False), kept(True)
+    assert len(fp32) == 1229
+    assert len(fp32 & bf16) / len(fp32) >= 0.99
+    # a scorer of the user's own that answers in bf16 is ranked in float32 all the same
+    combined = torch.randn(1, 16).bfloat16()
+    checked = check_scores({"combined": combined}, 1, 16, "scorer")["combined"]
+    assert checked.dtype == torch.float32 and torch.equal(checked, combined.float())
+
+
+class NaNOnFrame:
+    """Random scores, NaN on one frame."""
+
+    def __init__(self, frame_idx: int) -> None:
+        self.frame_idx = frame_idx
+
+    def __call__(self, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
+        b, _, h, w = inputs.features.shape
+        gen = torch.Generator().manual_seed(inputs.frame_idx)
+        scores = torch.rand(b, h * w, generator=gen)
+        if inputs.frame_idx == self.frame_idx:
+            scores[:, 5] = float("nan")
+        return {"combined": scores}
+
+
+@pytest.fixture(scope="module")
+def micro():
+    predictor = load_sam2("micro", weights="random", predictor_class=PrunedSAM2VideoPredictor)
+    predictor.pruning = PruningConfig(keep_ratio=0.3, strategy="router")
+    return predictor
+
+
+def _video(frames: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 60, (frames, 48, 64, 3), dtype=np.uint8)
+    mask = np.zeros((48, 64), dtype=bool)
+    mask[12:28, 8:24] = True
+    video[:, 12:28, 8:24] = (220, 40, 40)
+    return video, mask
+
+
+def test_non_finite_scores_on_a_tracked_frame_raise_when_propagation_ends(micro):
+    from fsam2lib.videos.frames import init_state_from_frames
+
+    video, mask = _video()
+    micro.router = NaNOnFrame(2)
+    state = init_state_from_frames(micro, video)
+    micro.add_new_mask(state, 0, 1, mask)
+    seen = []
+    with pytest.raises(ValueError, match=r"non-finite scores .* frames 1\.\.4 \(objects \[1\]\)"):
+        for frame_idx, _, _ in micro.propagate_in_video(state):
+            seen.append(frame_idx)
+    assert seen == [0, 1, 2, 3, 4]  # read once, at the end: no frame stalled on a check
+    # a clean propagation afterwards starts a fresh check
+    micro.router = NaNOnFrame(-1)
+    assert len(list(micro.propagate_in_video(state))) == 5
+
+
+def test_non_finite_scores_on_a_prompted_frame_raise_at_the_prompt(micro):
+    from fsam2lib.videos.frames import init_state_from_frames
+
+    video, mask = _video(3)
+    micro.router = NaNOnFrame(0)
+    state = init_state_from_frames(micro, video)
+    with pytest.raises(ValueError, match="finite"):
+        micro.add_new_mask(state, 0, 1, mask)
