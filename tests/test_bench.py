@@ -335,6 +335,8 @@ def test_memory_vs_length_stock_and_lean():
         (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "result file not found"),
         (["ablation", "--contexts=0,lots"], "--contexts must be"),
         (["ablation", "--contexts=0,2"], "--contexts must lie in"),
+        (["efficiency", "--objects=0,4"], "objects must be"),
+        (["efficiency", "--objects=1,many"], "objects must be"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):
@@ -342,6 +344,51 @@ def test_bad_arguments(argv, message, capsys):
         bench.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_efficiency_per_object_count_with_its_bound():
+    """Each configuration at each object count, against the stock run of the same count;
+    the bound is the stock frame without its memory-attention time."""
+    spec = bench.ModelSpec("micro", weights="random", clip=None)
+    result = bench.run_efficiency(
+        spec, keep=[1.0, 0.5], strategy="grid", objects="1,3", quick=True, threads=1, isolate=False
+    )
+    rows = result["configs"]
+    assert [(r["objects"], r["strategy"]) for r in rows] == [
+        (1, "none"),
+        (1, "grid"),
+        (3, "none"),
+        (3, "grid"),
+    ]
+    assert result["reference"] == rows[0]["name"] == "keep=1.00 (stock) x1 obj"
+    assert result["settings"]["objects"] == [1, 3]
+    for stock, pruned in (rows[:2], rows[2:]):
+        share = stock["stage_share"]["memory_attention"]
+        assert pruned["bound"] == pytest.approx(1 / (1 - share))
+        assert pruned["speedup_of_bound"] == pytest.approx(pruned["speedup"] / pruned["bound"])
+    # three objects: memory attention runs three times a frame, the encoder once
+    assert (
+        rows[2]["stage_seconds"]["memory_attention"] > rows[0]["stage_seconds"]["memory_attention"]
+    )
+    assert "objects tracked" in bench.format_efficiency_table(result)
+
+
+def test_cost_prompts_take_the_frame0_targets_in_turn():
+    from fsam2lib.bench.runner import cost_prompts
+
+    video = bench.cost_video(128, 9)
+    present = [k for k in sorted(video.descriptions) if (video.masks[0] == k).any()]
+    n = len(present) + 1
+    prompts = cost_prompts(video, n, "my text")
+    assert [p[0] for p in prompts] == list(range(1, n + 1))
+    targets = [present[i % len(present)] for i in range(n)]  # the targets taken in turn
+    for (_, mask, text), target in zip(prompts[1:], targets[1:], strict=True):
+        assert np.array_equal(mask, video.masks[0] == target)
+        assert text == video.descriptions[target]
+    assert prompts[0][2] == "my text" and np.array_equal(prompts[0][1], video.masks[0] == 1)
+    assert all(p[2] is None for p in cost_prompts(video, 3, None))
+    with pytest.raises(ValueError, match="objects must be"):
+        cost_prompts(video, 0, None)
 
 
 def test_parse_helpers():

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(eff, "sam2.1_hiera_t")
     _add_keep(eff, "1.0,0.5,0.3,0.2")
     eff.add_argument("--frames", type=int, default=16)
+    eff.add_argument(
+        "--objects", default="1", help="objects tracked at once, e.g. 1,4,8,16 (one row set each)"
+    )
     eff.add_argument("--strategy", default="router")
     eff.add_argument("--bf16", action="store_true", help="torch.autocast bfloat16")
     eff.add_argument("--repeats", type=int, default=3)
@@ -195,6 +198,7 @@ def _run_command(args: argparse.Namespace) -> dict:
             frames=args.frames,
             repeats=args.repeats,
             state_policy=args.state_policy,
+            objects=args.objects,
             bf16=args.bf16,
             threads=args.threads,
             isolate=not args.in_process,

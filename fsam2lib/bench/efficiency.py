@@ -52,6 +52,7 @@ def run_efficiency(
     seed: int = 0,
     progress: bool = False,
     state_policy: str = "lean",
+    objects: Sequence[int] | str = (1,),
 ) -> dict:
     """Steady-state cost per keep ratio against stock SAM2, measured interleaved.
 
@@ -64,8 +65,13 @@ def run_efficiency(
     (``isolate=True`` raises ValueError for those). ``quick``: at most 9 frames, 1 repeat.
     ``seed``: the video, and an untrained router. ``state_policy``: what the pruned
     configurations' inference states keep ("lean", the predictor's default, or "stock"); the
-    reference always runs with stock storage, as Meta's predictor does. Returns the result
-    (schema: :mod:`fsam2lib.bench`).
+    reference always runs with stock storage, as Meta's predictor does. ``objects``: numbers
+    of objects tracked at once (e.g. "1,4,8,16"); every configuration runs at each count
+    against the stock reference of the same count, and each row carries its ``bound``:
+    the speedup if memory attention and the router cost nothing (the reference's frame less
+    its memory-attention time: the Amdahl ceiling) and ``speedup_of_bound``. sam2 1.1.0 runs memory attention, the decoder and the memory
+    encoder once per object and the encoder once per frame, so the bound grows with objects.
+    Returns the result (schema: :mod:`fsam2lib.bench`).
     """
     if state_policy not in ("lean", "stock"):
         raise ValueError(f"state_policy must be 'lean' or 'stock', got {state_policy!r}")
@@ -75,6 +81,7 @@ def run_efficiency(
     check_positive("repeats", repeats)
     check_positive("frames", frames)
     check_positive("threads", threads)
+    counts = parse_counts(objects)
     if quick:
         frames, repeats = min(frames, 9), 1
     configs = [PruningConfig(strategy="none")] + [
@@ -83,16 +90,19 @@ def run_efficiency(
         if not (k == 1.0 and m in (None, 1.0))
     ]
     video = cost_video(spec.input_size(), frames, seed)
-    runs: dict[str, list[dict]] = {config_name(c): [] for c in configs}
+    runs: dict[int, dict[str, list[dict]]] = {
+        n: {config_name(c): [] for c in configs} for n in counts
+    }
     info = None
-    order = list(range(len(configs)))
+    jobs = [(n, i) for n in counts for i in range(len(configs))]
     with Runner(spec, (strategy,), video, isolate, seed, bf16, threads) as runner:
-        bar = tqdm(total=repeats * len(configs), desc="efficiency", disable=not progress)
+        bar = tqdm(total=repeats * len(jobs), desc="efficiency", disable=not progress)
         for r in range(repeats):
-            for i in order[r % len(order) :] + order[: r % len(order)]:
-                result = runner.run(configs[i], policy="stock" if i == 0 else state_policy)
+            for n, i in jobs[r % len(jobs) :] + jobs[: r % len(jobs)]:
+                policy = "stock" if i == 0 else state_policy
+                result = runner.run(configs[i], policy=policy, objects=n)
                 info = info or _check_steady(result["info"], frames)
-                runs[config_name(configs[i])].append(result["run"])
+                runs[n][config_name(configs[i])].append(result["run"])
                 bar.update()
         bar.close()
     steady_from = info["num_maskmem"]
@@ -108,12 +118,28 @@ def run_efficiency(
         quick=quick,
         seed=seed,
         video=prompt_note(video),
+        objects=list(counts),
     )
-    return {
-        **header,
-        "reference": config_name(configs[0]),
-        "configs": _summarise(configs, runs, info),
-    }
+    rows = []
+    for n in counts:
+        for row in _summarise(configs, runs[n], info):
+            row["objects"] = n
+            if counts != [1]:
+                row["name"] = f"{row['name']} x{n} obj"
+            rows.append(row)
+    return {**header, "reference": rows[0]["name"], "configs": rows}
+
+
+def parse_counts(objects: Sequence[int] | str) -> list[int]:
+    """Object counts from "1,4,8" or a sequence: distinct integers >= 1, in the given order."""
+    items = objects.split(",") if isinstance(objects, str) else list(objects)
+    try:
+        counts = [int(str(x).strip()) for x in items]
+    except ValueError:
+        raise ValueError(f"objects must be integers >= 1, e.g. '1,4,8', got {objects!r}") from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise ValueError(f"objects must be distinct integers >= 1, got {objects!r}")
+    return counts
 
 
 def _check_steady(info: dict, frames: int) -> dict:
@@ -165,6 +191,7 @@ def _summarise(configs: list[PruningConfig], runs: dict[str, list[dict]], info: 
         stages = {s: _median([r["stages"][s] for r in mine]) for s in STAGES}
         tokens = [f["tokens"] for f in _steady(runs[name][0], steady_from)]
         ma_speedup = _median(ma_speedups)
+        law = amdahl(share, ma_speedup)
         rows.append(
             {
                 "name": name,
@@ -177,7 +204,10 @@ def _summarise(configs: list[PruningConfig], runs: dict[str, list[dict]], info: 
                 "stage_seconds": stages,
                 "stage_share": {s: v / seconds for s, v in stages.items()},
                 "memory_attention_speedup": ma_speedup,
-                "amdahl": amdahl(share, ma_speedup),
+                "amdahl": law,
+                # memory attention and router free: the stock frame less its memory attention
+                "bound": law["ceiling"],
+                "speedup_of_bound": _median(speedups) / law["ceiling"],
                 "tokens": _token_summary(config, tokens, hw),
                 **_flops_summary(dims, tokens, hw),
                 "memory_bank_bytes": _bank_bytes(

@@ -53,14 +53,21 @@ def format_efficiency_table(result: dict) -> str:
     def add(label: str, fn: Callable[[dict], str]) -> None:
         rows.append([label, *[fn(c) for c in configs]])
 
+    add("objects tracked", lambda c: str(c.get("objects", 1)))
     add("s/frame (steady)", lambda c: _fmt(c["seconds_per_frame"], ".4f"))
     add("speedup vs stock", lambda c: _fmt(c["speedup"], ".2f", suffix="x"))
+    add("bound (mem-attn + router free)", lambda c: _fmt(c["amdahl"]["ceiling"], ".2f", suffix="x"))
+    add(
+        "speedup / bound",
+        lambda c: (
+            "-" if c["strategy"] == "none" else _fmt(c["speedup"] / c["amdahl"]["ceiling"], ".0%")
+        ),
+    )
     for stage in STAGES:
         add(f"  {stage} s", lambda c, st=stage: _fmt(c["stage_seconds"][st], ".4f"))
     add("  memory_attention share", lambda c: _fmt(c["stage_share"]["memory_attention"], ".1%"))
     add("memory-attn speedup", lambda c: _fmt(c["memory_attention_speedup"], ".2f", suffix="x"))
     add("Amdahl bound", lambda c: _fmt(c["amdahl"]["bound"], ".2f", suffix="x"))
-    add("Amdahl ceiling 1/(1-p)", lambda c: _fmt(c["amdahl"]["ceiling"], ".2f", suffix="x"))
     add("query tokens kept", lambda c: f"{c['tokens']['query_kept']}/{c['tokens']['query_total']}")
     add("memory frames x kept", lambda c: f"{c['tokens']['memory_frames']}x{_kept(c)}")
     add("pointer tokens", lambda c: "{}-{}".format(*c["tokens"]["pointer_tokens"]))

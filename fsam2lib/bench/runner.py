@@ -45,7 +45,33 @@ PROMPT_OBJECT = 1  # cost runs track the first target of the synthetic video
 
 def prompt_note(video: Video) -> str:
     """How a cost run prompts ``video``, for the result's settings."""
-    return f"synthetic ({video.name}), object {PROMPT_OBJECT} prompted with its frame-0 mask"
+    return (
+        f"synthetic ({video.name}), object {PROMPT_OBJECT} prompted with its frame-0 mask "
+        "(N objects: the video's targets on frame 0 in turn, each as its own object)"
+    )
+
+
+def cost_prompts(
+    video: Video, objects: int, text: str | None
+) -> list[tuple[int, np.ndarray, str | None]]:
+    """``(obj_id, frame-0 mask, text)`` for ``objects`` tracked objects: the targets present
+    on frame 0, ``PROMPT_OBJECT`` first, taken in turn (ids 1..N; a target may serve several
+    ids: SAM2 tracks each id on its own whatever its mask, which is what a cost run needs).
+    The first object gets ``text``; the others, when ``text`` is given, their target's own
+    description."""
+    if isinstance(objects, bool) or not isinstance(objects, int) or objects < 1:
+        raise ValueError(f"objects must be an integer >= 1, got {objects!r}")
+    present = [k for k in sorted(video.descriptions) if (video.masks[0] == k).any()]
+    if PROMPT_OBJECT not in present:
+        raise ValueError(f"video {video.name!r}: object {PROMPT_OBJECT} is not on frame 0")
+    present.remove(PROMPT_OBJECT)
+    targets = [PROMPT_OBJECT, *present]
+    prompts = []
+    for i in range(objects):
+        target = targets[i % len(targets)]
+        own = text if i == 0 else video.descriptions.get(target) if text is not None else None
+        prompts.append((i + 1, video.masks[0] == target, own))
+    return prompts
 
 
 @contextmanager
@@ -64,8 +90,12 @@ def measure_run(
     trace_every: int | None = None,
     policy: str = "lean",
     video_dir: str | None = None,
+    objects: int = 1,
 ) -> dict:
     """Prompt ``PROMPT_OBJECT`` with its first-frame mask, propagate, and measure every frame.
+
+    ``objects``: track that many objects (:func:`cost_prompts`: the first gets ``text``,
+    the others their own descriptions).
 
     ``policy``: the predictor's state policy for the run ("lean" or "stock", see
     :class:`~fsam2lib.predictor.state_policy.StatePolicy`). ``video_dir``: a JPEG folder of
@@ -94,16 +124,15 @@ def measure_run(
     baseline_cuda = torch.cuda.memory_allocated(device) if cuda else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     trace, frames = [], []
-    mask = video.masks[0] == PROMPT_OBJECT
-    if not mask.any():
-        raise ValueError(f"video {video.name!r}: object {PROMPT_OBJECT} is not on frame 0")
+    prompts = cost_prompts(video, objects, text)
     with torch.inference_mode(), autocast, quiet_sam2():
         if video_dir is None:
             state = init_state_from_frames(predictor, video.frames)
         else:
             state = predictor.init_state(video_path=video_dir)
-        extra = {} if text is None else {"text": text}
-        predictor.add_new_mask(state, frame_idx=0, obj_id=PROMPT_OBJECT, mask=mask, **extra)
+        for obj_id, mask, obj_text in prompts:
+            extra = {} if obj_text is None else {"text": obj_text}
+            predictor.add_new_mask(state, frame_idx=0, obj_id=obj_id, mask=mask, **extra)
         probe = MemoryAttentionProbe(predictor.memory_attention)
         with StageTimer(predictor, sync=device if cuda else None) as timer, probe:
             timer.start_frame()
@@ -174,6 +203,7 @@ class _Job:
     trace_every: int | None = None
     policy: str = "lean"
     video_dir: str | None = None  # a JPEG folder of the video, read through init_state
+    objects: int = 1
 
     def to_json(self, video_path: str) -> dict:
         return {
@@ -186,6 +216,7 @@ class _Job:
             "trace_every": self.trace_every,
             "policy": self.policy,
             "video_dir": self.video_dir,
+            "objects": self.objects,
             "video": video_path,
         }
 
@@ -203,6 +234,7 @@ class _Job:
             trace_every=data["trace_every"],
             policy=data["policy"],
             video_dir=data["video_dir"],
+            objects=data["objects"],
         )
         return job, data["video"]
 
@@ -220,7 +252,9 @@ def _execute(job: _Job, video: Video, built: tuple | None = None) -> dict:
             # Untimed warm-up: CUDA libraries build a kernel plan for each new tensor shape on
             # first use (cuDNN attention, once per memory length); unwarmed, a fresh process
             # charges that to the measured frames (about 45 ms a frame at 1024 px on an H200).
-            measure_run(predictor, video, job.config, text, job.bf16, None, job.policy)
+            measure_run(
+                predictor, video, job.config, text, job.bf16, None, job.policy, None, job.objects
+            )
         run = measure_run(
             predictor,
             video,
@@ -230,6 +264,7 @@ def _execute(job: _Job, video: Video, built: tuple | None = None) -> dict:
             job.trace_every,
             job.policy,
             job.video_dir,
+            job.objects,
         )
         info = predictor_info(predictor, {**carried, "text": text, "bf16": job.bf16})
     return {"info": info, "run": run}
@@ -338,10 +373,14 @@ class Runner:
         self._stack.close()
 
     def run(
-        self, config: PruningConfig, trace_every: int | None = None, policy: str = "lean"
+        self,
+        config: PruningConfig,
+        trace_every: int | None = None,
+        policy: str = "lean",
+        objects: int = 1,
     ) -> dict:
-        """Measure one configuration under a state policy ("lean" or "stock"):
-        ``{"info": model header entries, "run": measurements}``."""
+        """Measure one configuration under a state policy ("lean" or "stock") with
+        ``objects`` tracked objects: ``{"info": model header entries, "run": measurements}``."""
         job = _Job(
             self.spec,
             self.strategies,
@@ -352,6 +391,7 @@ class Runner:
             trace_every,
             policy,
             self._video_dir,
+            objects,
         )
         self._count += 1
         if self.isolate:
