@@ -134,3 +134,63 @@ def test_non_finite_scores_on_a_prompted_frame_raise_at_the_prompt(micro):
     state = init_state_from_frames(micro, video)
     with pytest.raises(ValueError, match="finite"):
         micro.add_new_mask(state, 0, 1, mask)
+
+
+# --------------------------------------------------------------------------- compile-ready
+
+
+def _graph_breaks(fn, *args) -> tuple[int, list]:
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(fn)(*args)
+    return explained.graph_break_count, [str(b.reason) for b in explained.break_reasons]
+
+
+def _planned_memory_attention(compact: bool):
+    """The micro SAM2's memory attention with a pruned plan's arguments: 3 memory frames
+    (compact or dense), pointer tokens, keep 0.3."""
+    from fsam2lib.pruning.attention import PrunedMemoryAttention
+
+    model = load_sam2("micro", weights="random", predictor_class=PrunedSAM2VideoPredictor)
+    attention = PrunedMemoryAttention.convert(model.memory_attention)
+    torch.manual_seed(0)
+    grid, hw, frames, ptr, kept = (16, 16), 256, 3, 8, 77
+    d, m = attention.d_model, model.mem_dim
+    idx = [torch.randperm(hw)[:kept].sort().values[None] for _ in range(frames)]
+    rows = frames * (kept if compact else hw)
+    args = (
+        torch.randn(hw, 1, d),
+        torch.randn(rows + ptr, 1, m),
+        torch.randn(hw, 1, d),
+        torch.randn(frames * hw + ptr, 1, m),
+        ptr,
+        grid,
+        torch.randperm(hw)[:kept].sort().values[None],
+        [i.to(torch.int32) if compact else i for i in idx],
+        [compact] * frames,
+    )
+    return attention, args
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_pruned_memory_attention_compiles_to_one_graph_equal_to_eager(compact):
+    attention, args = _planned_memory_attention(compact)
+    with torch.no_grad():
+        eager = attention.forward_pruned(*args)
+        # the tensor work as forward_pruned hands it over: traced whole, no graph break
+        breaks, reasons = _graph_breaks(attention.attend_kept, *attention.plan_kept(*args))
+        assert breaks == 0, reasons
+        attention.compile_paths(backend="aot_eager")  # traced and run as a compiled graph
+        compiled = attention.forward_pruned(*args)
+    torch._dynamo.reset()
+    assert (compiled - eager).abs().max() <= 1e-4
+
+
+def test_router_compiles_to_one_graph_equal_to_eager():
+    router, inputs = _router_inputs(grid=16)
+    with torch.no_grad():
+        eager = router(inputs)["combined"]
+        breaks, reasons = _graph_breaks(router, inputs)
+        assert breaks == 0, reasons
+        compiled = torch.compile(router, backend="aot_eager", fullgraph=True)(inputs)["combined"]
+    torch._dynamo.reset()
+    assert (compiled - eager).abs().max() <= 1e-4

@@ -75,6 +75,20 @@ class PruningPlan:
     attended: dict[int, Tensor | None] | None = None
 
 
+def _match_queries(memory: Tensor, curr: Tensor | list[Tensor]) -> Tensor:
+    """``memory`` in the queries' dtype where nothing else would reconcile them.
+
+    SAM2 stores memory features in bfloat16; its concatenation with the (float32) object
+    pointers usually promotes the memory to float32, but a frame with no pointer to read (an
+    object added mid-video, tracked on frames before its prompt) attends to bfloat16 memory
+    alone, and float32 weights then fail ("mat1 and mat2 must have the same dtype") unless
+    autocast is on. Stock sam2 fails there on CPU; this predictor casts instead."""
+    queries = curr[0] if isinstance(curr, list) else curr
+    if memory.dtype == queries.dtype or torch.is_autocast_enabled(queries.device.type):
+        return memory
+    return memory.to(queries.dtype)
+
+
 def _single_level(x: Tensor | list[Tensor] | None, name: str) -> Tensor:
     if isinstance(x, list):
         if len(x) != 1:
@@ -129,9 +143,11 @@ class PrunedMemoryAttention(MemoryAttention):
         memory_pos: Tensor | None = None,
         num_obj_ptr_tokens: int = 0,
     ) -> Tensor:
+        memory = _match_queries(memory, curr)
         plan = self._plan
         if plan is None:
-            return super().forward(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens)
+            stock = self.__dict__.get("_compiled_stock") or super().forward
+            return stock(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens)
         curr = _single_level(curr, "curr")
         memory_idx = [src.memory_keep_idx for src in plan.memory_sources]
         index = token_index(plan.query_idx, curr.shape[-1], curr.device)
@@ -163,7 +179,37 @@ class PrunedMemoryAttention(MemoryAttention):
         memory_idx: Sequence[Tensor | None],
         compact: Sequence[bool] | None = None,
     ) -> Tensor:
-        """Memory attention over kept tokens; returns the kept queries' outputs ``[Kq, B, C]``.
+        """Memory attention over kept tokens; returns the kept queries' outputs ``[Kq, B, C]``:
+        :meth:`attend_kept` (compiled by :meth:`compile_paths`) on :meth:`plan_kept`'s
+        arguments."""
+        attend = self.__dict__.get("_compiled_kept") or self.attend_kept
+        return attend(
+            *self.plan_kept(
+                curr,
+                memory,
+                curr_pos,
+                memory_pos,
+                num_obj_ptr_tokens,
+                grid,
+                query_idx,
+                memory_idx,
+                compact,
+            )
+        )
+
+    def plan_kept(
+        self,
+        curr: Tensor,
+        memory: Tensor,
+        curr_pos: Tensor,
+        memory_pos: Tensor,
+        num_obj_ptr_tokens: int,
+        grid: tuple[int, int],
+        query_idx: Tensor,
+        memory_idx: Sequence[Tensor | None],
+        compact: Sequence[bool] | None = None,
+    ) -> tuple:
+        """The arguments of :meth:`attend_kept` for attending over kept tokens only.
 
         curr/curr_pos ``[H*W, B, C]``; query_idx ``[B, Kq]`` (or its :func:`token_index`);
         memory: one chunk per entry of ``memory_idx``, then P = ``num_obj_ptr_tokens``
@@ -219,36 +265,94 @@ class PrunedMemoryAttention(MemoryAttention):
             if memory_idx
             else layout.all_tokens[:, :0].expand(b, -1)
         )
-        if layout.identity:
-            mem = memory
-        else:
-            mem_idx = torch.where(layout.compact, layout.offsets, key_grid_idx + layout.offsets)
-            mem = torch.cat([gather_tokens(memory[:n_mem], mem_idx), memory[n_mem:]])
         pos_idx = key_grid_idx + layout.frame_starts
-        mem_pos = torch.cat(
-            [
-                gather_tokens(memory_pos[: len(memory_idx) * hw], pos_idx),
-                memory_pos[len(memory_idx) * hw :],
-            ]
+        mem_idx = (
+            None
+            if layout.identity
+            else torch.where(layout.compact, layout.offsets, key_grid_idx + layout.offsets)
         )
-
         index = (
             query_idx if query_idx.dim() == 3 else token_index(query_idx, curr.shape[-1], device)
         )
-        output = gather_tokens(curr, index)
-        query_pos = gather_tokens(curr_pos, index)
+        q_idx = query_idx if query_idx.dim() == 2 else index[:, :, 0].t()
+        freqs = _FreqsCache(grid, q_idx, key_grid_idx, self._tables())
+        layer_freqs = [
+            (
+                freqs.get(layer.self_attn, "query"),
+                freqs.get(layer.cross_attn_image, "query"),
+                freqs.get(layer.cross_attn_image, "key"),
+            )
+            for layer in self.layers
+        ]
+        return (
+            curr,
+            curr_pos,
+            memory,
+            memory_pos,
+            index,
+            mem_idx,
+            pos_idx,
+            layer_freqs,
+            num_obj_ptr_tokens,
+        )
+
+    def attend_kept(
+        self,
+        curr: Tensor,
+        curr_pos: Tensor,
+        memory: Tensor,
+        memory_pos: Tensor,
+        query_index: Tensor,
+        memory_index: Tensor | None,
+        pos_index: Tensor,
+        layer_freqs: list[tuple[Tensor | None, Tensor | None, Tensor | None]],
+        num_obj_ptr_tokens: int,
+    ) -> Tensor:
+        """The tensor work of :meth:`forward_pruned`, with every decision already made: one
+        gather per side, the layers, the norm -> ``[Kq, B, C]``. What :meth:`compile_paths`
+        compiles (no Python branch on tensor values, no host read).
+
+        query_index: :func:`token_index` of the kept queries; memory_index ``[B, Km]``:
+        positions of the kept memory tokens in ``memory`` less its pointer rows (None: the
+        memory is already exactly the kept tokens); pos_index ``[B, Km]``: positions of their
+        encodings in ``memory_pos`` less its pointer rows; layer_freqs: per layer, the rotary
+        frequencies of its self-attention queries and its cross-attention queries and keys at
+        the kept tokens (None for a non-rotary module); the last ``num_obj_ptr_tokens`` rows
+        of ``memory`` and ``memory_pos`` are object pointers, kept and never rotated.
+        """
+        mem_end, pos_end = (
+            memory.shape[0] - num_obj_ptr_tokens,
+            memory_pos.shape[0] - num_obj_ptr_tokens,
+        )
+        mem = memory
+        if memory_index is not None:
+            mem = torch.cat([gather_tokens(memory[:mem_end], memory_index), memory[mem_end:]])
+        mem_pos = torch.cat([gather_tokens(memory_pos[:pos_end], pos_index), memory_pos[pos_end:]])
+        output = gather_tokens(curr, query_index)
+        query_pos = gather_tokens(curr_pos, query_index)
         if self.pos_enc_at_input:
             output = output + 0.1 * query_pos
         output, query_pos = output.transpose(0, 1), query_pos.transpose(0, 1)
         mem, mem_pos = mem.transpose(0, 1), mem_pos.transpose(0, 1)
-
-        q_idx = query_idx if query_idx.dim() == 2 else index[:, :, 0].t()
-        freqs = _FreqsCache(grid, q_idx, key_grid_idx, self._tables())
-        for layer in self.layers:
+        for layer, freqs in zip(self.layers, layer_freqs, strict=True):
             output = _layer_forward(
                 layer, output, mem, mem_pos, query_pos, freqs, num_obj_ptr_tokens
             )
         return self.norm(output).transpose(0, 1)
+
+    def compile_paths(self, **compile_kwargs) -> PrunedMemoryAttention:
+        """Compile the stock path (``MemoryAttention.forward``, when no plan is active) and
+        the pruned path's tensor work (:meth:`attend_kept`) with ``torch.compile``; the
+        planning around them stays eager (layouts are cached, so it is a few index ops).
+        Both compile to full graphs. Default options: ``dynamic=True`` (the number of memory
+        frames and pointers grows until the bank is full), as sam2's VOS predictor compiles
+        memory attention; pass ``mode=...`` etc. to change them."""
+        options = {"dynamic": True, "fullgraph": True, **compile_kwargs}
+        self.__dict__["_compiled_stock"] = torch.compile(
+            MemoryAttention.forward.__get__(self), **options
+        )
+        self.__dict__["_compiled_kept"] = torch.compile(self.attend_kept, **options)
+        return self
 
     def _tables(self) -> dict:
         """Per-module cache of full-grid rotary tables (not the RoPE modules' own cache)."""
@@ -273,12 +377,11 @@ class _Layout:
 @lru_cache(maxsize=256)
 @torch.inference_mode(False)  # normal tensors, usable in training as well
 def _layout(hw: int, chunks: tuple[int, ...], compact: tuple[bool, ...], device: str) -> _Layout:
-    starts, frame_starts, offsets, flags, at = [], [], [], [], 0
+    frame_starts, offsets, flags, at = [], [], [], 0
     for f, (n, c) in enumerate(zip(chunks, compact, strict=True)):
         frame_starts.append(torch.full((n,), f * hw, dtype=torch.long))
         offsets.append(torch.arange(at, at + n) if c else torch.full((n,), at, dtype=torch.long))
         flags.append(torch.full((n,), c, dtype=torch.bool))
-        starts.append(at)
         at += n if c else hw
 
     def row(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
@@ -326,7 +429,7 @@ def _layer_forward(
     memory: Tensor,
     pos: Tensor,
     query_pos: Tensor,
-    freqs: _FreqsCache,
+    freqs: tuple[Tensor | None, Tensor | None, Tensor | None],
     num_obj_ptr_tokens: int,
 ) -> Tensor:
     """``MemoryAttentionLayer.forward`` (same submodules, same order of norms, dropouts and
@@ -338,8 +441,8 @@ def _layer_forward(
     # self-attention over the kept queries
     tgt2 = layer.norm1(tgt)
     q = k = tgt2 + query_pos if layer.pos_enc_at_attn else tgt2
-    q_f = freqs.get(layer.self_attn, "query")
-    tgt2 = rope_attention(layer.self_attn, q, k, tgt2, q_f, q_f)
+    self_q, cross_q, cross_k = freqs
+    tgt2 = rope_attention(layer.self_attn, q, k, tgt2, self_q, self_q)
     tgt = tgt + layer.dropout1(tgt2)
     # cross-attention to the kept memory (+ unrotated pointer tokens)
     tgt2 = layer.norm2(tgt)
@@ -350,8 +453,8 @@ def _layer_forward(
         tgt2 + query_pos if layer.pos_enc_at_cross_attn_queries else tgt2,
         memory + pos if layer.pos_enc_at_cross_attn_keys else memory,
         memory,
-        freqs.get(attn, "query"),
-        freqs.get(attn, "key"),
+        cross_q,
+        cross_k,
         num_obj_ptr_tokens if rotary else 0,
     )
     tgt = tgt + layer.dropout2(tgt2)

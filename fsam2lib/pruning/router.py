@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -81,6 +80,10 @@ class TokenRouter(nn.Module):
             nn.Linear(NUM_INPUTS, config.mlp_hidden), nn.GELU(), nn.Linear(config.mlp_hidden, 1)
         )
         self.mask_prior = MaskPriorScorer(dilation=config.dilation)
+        # every (text used, mask available, uncertainty available) as the MLP reads them;
+        # not persistent: weight files stay as they were
+        rows = [[float(t), float(m), float(u)] for t in (0, 1) for m in (0, 1) for u in (0, 1)]
+        self.register_buffer("flag_rows", torch.tensor(rows), persistent=False)
 
     def cue_maps(self, inputs: ScoringInputs) -> dict[str, Tensor]:
         """Each cue as ``[B, H*W]`` (zeros where switched off or unavailable) and its flags."""
@@ -105,9 +108,18 @@ class TokenRouter(nn.Module):
             "text": text,
             "mask": mask,
             "uncertainty": unc,
-            "flags": _flags(text_used, has_mask, has_unc, b, feats.device),
+            "flags": self._flags(text_used, has_mask, has_unc, b),
             "text_used": text_used,
         }
+
+    def _flags(self, text_used: Tensor | bool, has_mask: bool, has_unc: bool, batch: int) -> Tensor:
+        """``[B, 3]`` float flags the MLP reads: text used, mask and uncertainty available
+        (rows of a precomputed table: nothing is built per frame)."""
+        if isinstance(text_used, bool):
+            row = 4 * text_used + 2 * has_mask + has_unc
+            return self.flag_rows[row : row + 1].expand(batch, -1)
+        available = self.flag_rows[2 * has_mask + has_unc, 1:].expand(batch, -1)
+        return torch.cat([text_used.float()[:, None], available], dim=1)
 
     def text_in_use(
         self, has_text: bool, prev_object: Tensor | None, batch: int, device: torch.device
@@ -168,22 +180,6 @@ class TokenRouter(nn.Module):
         out = {name: cues[name] for name in CUES}
         out["combined"] = combined
         return out
-
-
-def _flags(
-    text_used: Tensor | bool, has_mask: bool, has_unc: bool, batch: int, device: torch.device
-) -> Tensor:
-    """``[B, 3]`` float flags the MLP reads: text used, mask and uncertainty available."""
-    if isinstance(text_used, bool):
-        return _constant_flags((text_used, has_mask, has_unc), str(device)).expand(batch, -1)
-    available = _constant_flags((has_mask, has_unc), str(device)).expand(batch, -1)
-    return torch.cat([text_used.float()[:, None], available], dim=1)
-
-
-@lru_cache(maxsize=32)
-@torch.inference_mode(False)  # a normal tensor, usable in training as well
-def _constant_flags(values: tuple[bool, ...], device: str) -> Tensor:
-    return torch.tensor([[float(v) for v in values]], device=device)
 
 
 def reads_detail(scorer: object) -> bool:
