@@ -455,6 +455,44 @@ def test_gpu_check_without_cuda_says_so_and_its_exactness_check_holds(capsys):
     assert diff <= gpu_check.EXACT_TOLERANCE
 
 
+def test_gpu_check_rehearsed_on_the_cpu_writes_every_section(tmp_path, capsys):
+    """The whole script with tiny settings (micro, 2 objects, 9 frames, eager only): each
+    section lands in the JSON and the markdown that docs/ takes."""
+    from fsam2lib.bench import gpu_check
+
+    argv = [
+        "--device=cpu",
+        "--model=micro",
+        "--image-size=128",
+        "--frames=9",
+        "--objects=1,2",
+        "--lengths=9",
+        "--no-compile",
+        f"--out={tmp_path}",
+    ]
+    assert gpu_check.main(argv) == 0
+    data = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert list(data["sections"]) == ["exactness", "speed_eager", "memory"]
+    assert data["sections"]["exactness"]["fp32_exact"] is True
+    speed = data["sections"]["speed_eager"]
+    assert [(r["objects"], r["config"].split()[0]) for r in speed] == [
+        (1, "keep=1.00"),
+        (1, "keep=0.30"),
+        (2, "keep=1.00"),
+        (2, "keep=0.30"),
+    ]
+    assert all(r["bound"] >= 1.0 for r in speed)
+    assert [r["config"] for r in data["sections"]["memory"]] == [
+        "stock",
+        "stock+lean",
+        "pruned+lean",
+    ]
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    for heading in ("## Exactness", "## Speed, eager", "## Peak memory"):
+        assert heading in markdown
+    assert "RANDOM weights" in markdown and "--model=micro" in markdown
+
+
 def test_random_clip_weights_are_labelled_in_results():
     from fsam2lib.bench.spec import random_clip, result_header
 

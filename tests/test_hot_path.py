@@ -194,3 +194,27 @@ def test_router_compiles_to_one_graph_equal_to_eager():
         compiled = torch.compile(router, backend="aot_eager", fullgraph=True)(inputs)["combined"]
     torch._dynamo.reset()
     assert (compiled - eager).abs().max() <= 1e-4
+
+
+def test_compiled_predictor_tracks_as_eager(micro):
+    """compile_pruning (memory attention both paths + router) gives the eager masks."""
+    from fsam2lib.bench.spec import untrained_router
+    from fsam2lib.videos.frames import init_state_from_frames
+
+    video, mask = _video(9)
+    micro.router = untrained_router(micro, text_dim=32)
+
+    def masks() -> torch.Tensor:
+        state = init_state_from_frames(micro, video)
+        micro.add_new_mask(state, 0, 1, mask)
+        return torch.stack([m for _, _, m in micro.propagate_in_video(state)])
+
+    eager = masks()
+    micro.compile_pruning(backend="aot_eager")
+    try:
+        compiled = masks()
+    finally:
+        micro.memory_attention.__dict__.pop("_compiled_kept")
+        micro.memory_attention.__dict__.pop("_compiled_stock")
+        torch._dynamo.reset()
+    assert (compiled - eager).abs().max() <= 1e-4

@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     eff.add_argument(
         "--objects", default="1", help="objects tracked at once, e.g. 1,4,8,16 (one row set each)"
     )
+    eff.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile memory attention and the router in every configuration (stock too)",
+    )
     eff.add_argument("--strategy", default="router")
     eff.add_argument("--bf16", action="store_true", help="torch.autocast bfloat16")
     eff.add_argument("--repeats", type=int, default=3)
@@ -199,6 +204,7 @@ def _run_command(args: argparse.Namespace) -> dict:
             repeats=args.repeats,
             state_policy=args.state_policy,
             objects=args.objects,
+            compile=args.compile,
             bf16=args.bf16,
             threads=args.threads,
             isolate=not args.in_process,

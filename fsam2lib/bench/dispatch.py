@@ -146,20 +146,15 @@ def random_router_predictor(
     model: str, image_size: int, keep: float, policy: str = "lean", seed: int = 0
 ):
     """A pruned predictor with random weights and a random router of the shipped router's
-    design (text context 3, stride-8 detail), every object described by a fixed random text
-    embedding: the whole per-frame path of the method, for counting and timing only."""
+    design, every object described by a fixed random text embedding: the whole per-frame
+    path of the method, for counting and timing only."""
+    from fsam2lib.bench.spec import untrained_router
     from fsam2lib.predictor import PrunedSAM2VideoPredictor
     from fsam2lib.predictor.state_policy import StatePolicy
     from fsam2lib.pruning.config import PruningConfig
-    from fsam2lib.pruning.router import RouterConfig, TokenRouter
 
     predictor = _random_predictor(model, image_size, PrunedSAM2VideoPredictor, seed)
-    detail = predictor.sam_mask_decoder.conv_s1.out_channels
-    torch.manual_seed(seed)
-    router = TokenRouter(
-        RouterConfig(feat_dim=predictor.hidden_dim, text_dim=64, text_context=3, detail_dim=detail)
-    )
-    predictor.router = router.to(predictor.device).eval()
+    predictor.router = untrained_router(predictor, text_dim=64, seed=seed)
     embedding = torch.nn.functional.normalize(torch.randn(1, 64), dim=-1)
     predictor.text_encoder = lambda texts: embedding.expand(len(texts), -1)
     predictor.describe_object = lambda image, mask: "an object"

@@ -53,6 +53,7 @@ def run_efficiency(
     progress: bool = False,
     state_policy: str = "lean",
     objects: Sequence[int] | str = (1,),
+    compile: bool = False,
 ) -> dict:
     """Steady-state cost per keep ratio against stock SAM2, measured interleaved.
 
@@ -71,7 +72,10 @@ def run_efficiency(
     the speedup if memory attention and the router cost nothing (the reference's frame less
     its memory-attention time: the Amdahl ceiling) and ``speedup_of_bound``. sam2 1.1.0 runs memory attention, the decoder and the memory
     encoder once per object and the encoder once per frame, so the bound grows with objects.
-    Returns the result (schema: :mod:`fsam2lib.bench`).
+    ``compile``: every configuration, stock included, with memory attention (and the router)
+    compiled by ``torch.compile`` in its default mode
+    (:meth:`~fsam2lib.predictor.PrunedSAM2VideoPredictor.compile_pruning`), after an untimed
+    warm-up run: compiled against compiled. Returns the result (schema: :mod:`fsam2lib.bench`).
     """
     if state_policy not in ("lean", "stock"):
         raise ValueError(f"state_policy must be 'lean' or 'stock', got {state_policy!r}")
@@ -100,7 +104,7 @@ def run_efficiency(
         for r in range(repeats):
             for n, i in jobs[r % len(jobs) :] + jobs[: r % len(jobs)]:
                 policy = "stock" if i == 0 else state_policy
-                result = runner.run(configs[i], policy=policy, objects=n)
+                result = runner.run(configs[i], policy=policy, objects=n, compile=compile)
                 info = info or _check_steady(result["info"], frames)
                 runs[n][config_name(configs[i])].append(result["run"])
                 bar.update()
@@ -119,6 +123,7 @@ def run_efficiency(
         seed=seed,
         video=prompt_note(video),
         objects=list(counts),
+        compiled=compile,
     )
     rows = []
     for n in counts:

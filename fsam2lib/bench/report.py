@@ -83,7 +83,8 @@ def format_efficiency_table(result: dict) -> str:
         f"{s['video']}; {s['frames']} frames, steady state = frames {s['steady_frames'][0]}-"
         f"{s['steady_frames'][1]}; strategy {s['strategy']}; medians of {s['repeats']} "
         f"interleaved repeat(s){'; each run in a fresh process' if s['isolated'] else ''}"
-        f"{'; each after an untimed warm-up run' if 'cuda' in result['device'] else ''}",
+        f"{'; memory attention and router torch.compiled (default mode)' if s.get('compiled') else ''}"
+        f"{'; each after an untimed warm-up run' if 'cuda' in result['device'] or s.get('compiled') else ''}",
         f"router: {result['router']}; object text: {result['text']!r} encoded by "
         f"{result['text_encoder']}",
         _table(["", *[c["name"] for c in configs]], rows),

@@ -204,6 +204,7 @@ class _Job:
     policy: str = "lean"
     video_dir: str | None = None  # a JPEG folder of the video, read through init_state
     objects: int = 1
+    compile: bool = False  # torch.compile memory attention and the router (compile_pruning)
 
     def to_json(self, video_path: str) -> dict:
         return {
@@ -217,6 +218,7 @@ class _Job:
             "policy": self.policy,
             "video_dir": self.video_dir,
             "objects": self.objects,
+            "compile": self.compile,
             "video": video_path,
         }
 
@@ -235,6 +237,7 @@ class _Job:
             policy=data["policy"],
             video_dir=data["video_dir"],
             objects=data["objects"],
+            compile=data["compile"],
         )
         return job, data["video"]
 
@@ -248,10 +251,13 @@ def _execute(job: _Job, video: Video, built: tuple | None = None) -> dict:
     )
     with opened as (predictor, carried):
         text = video.descriptions.get(PROMPT_OBJECT) if predictor.text_encoder is not None else None
-        if torch.device(predictor.device).type == "cuda":
+        if job.compile and "_compiled_kept" not in predictor.memory_attention.__dict__:
+            predictor.compile_pruning()
+        if torch.device(predictor.device).type == "cuda" or job.compile:
             # Untimed warm-up: CUDA libraries build a kernel plan for each new tensor shape on
-            # first use (cuDNN attention, once per memory length); unwarmed, a fresh process
-            # charges that to the measured frames (about 45 ms a frame at 1024 px on an H200).
+            # first use (cuDNN attention, once per memory length), and torch.compile compiles
+            # each graph on its first call; unwarmed, a fresh process charges that to the
+            # measured frames (about 45 ms a frame at 1024 px on an H200).
             measure_run(
                 predictor, video, job.config, text, job.bf16, None, job.policy, None, job.objects
             )
@@ -378,9 +384,11 @@ class Runner:
         trace_every: int | None = None,
         policy: str = "lean",
         objects: int = 1,
+        compile: bool = False,
     ) -> dict:
         """Measure one configuration under a state policy ("lean" or "stock") with
-        ``objects`` tracked objects: ``{"info": model header entries, "run": measurements}``."""
+        ``objects`` tracked objects, ``compile``d or eager: ``{"info": model header
+        entries, "run": measurements}``."""
         job = _Job(
             self.spec,
             self.strategies,
@@ -392,6 +400,7 @@ class Runner:
             policy,
             self._video_dir,
             objects,
+            compile,
         )
         self._count += 1
         if self.isolate:

@@ -186,15 +186,32 @@ def _router_label(spec: ModelSpec) -> str | None:
 
 def _untrained_router(predictor, seed: int):
     """A seeded untrained router: with random weights its cost is real, its scores are not."""
-    from fsam2lib.pruning.router import RouterConfig, TokenRouter
-
     text_dim = (
         RANDOM_TEXT_DIM
         if predictor.text_encoder is None
         else int(predictor.text_encoder(["red circle"]).shape[-1])
     )
+    return untrained_router(predictor, text_dim, seed)
+
+
+def untrained_router(predictor, text_dim: int, seed: int = 0):
+    """A seeded untrained router of the shipped router's design (its text context and
+    whether its text cue reads SAM2's stride-8 map), sized for ``predictor``: what cost runs
+    time, so that they time the design that ships."""
+    import dataclasses
+
+    from fsam2lib.pruning.router import TokenRouter, shipped_router_config
+
+    shipped = shipped_router_config()
+    high_res = getattr(predictor, "use_high_res_features_in_sam", False)
+    detail = predictor.sam_mask_decoder.conv_s1.out_channels if high_res else predictor.hidden_dim
+    config = dataclasses.replace(
+        shipped,
+        feat_dim=predictor.hidden_dim,
+        text_dim=text_dim,
+        detail_dim=detail if shipped.detail_dim else 0,
+    )
     torch.manual_seed(seed)
-    config = RouterConfig(feat_dim=predictor.hidden_dim, text_dim=text_dim)
     return TokenRouter(config).to(predictor.device).eval()
 
 

@@ -316,6 +316,18 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
                 side_entry(inference_state)[key].pop(obj_id, None)
         return result
 
+    def compile_pruning(self, **compile_kwargs) -> PrunedSAM2VideoPredictor:
+        """``torch.compile`` the per-frame work pruning touches: memory attention, stock and
+        pruned paths (:meth:`~fsam2lib.pruning.attention.PrunedMemoryAttention.compile_paths`),
+        and the router when it is a module. Each compiles to one graph; the encoder, decoder
+        and memory encoder are left as they are (compile them as sam2's VOS predictor does,
+        if wanted). Options as ``torch.compile``'s (default ``dynamic=True``)."""
+        options = {"dynamic": True, **compile_kwargs}
+        PrunedMemoryAttention.convert(self.memory_attention).compile_paths(**options)
+        if isinstance(self.router, torch.nn.Module):
+            self.router.compile(fullgraph=True, **options)
+        return self
+
     # ------------------------------------------------------------------ text and token scores
 
     @torch.inference_mode()

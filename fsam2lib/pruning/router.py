@@ -218,10 +218,14 @@ def save_router(router: TokenRouter, path: str | Path, metadata: dict | None = N
     return path
 
 
-def load_router(path: str | Path | None = None, device: str = "cpu") -> TokenRouter:
-    """Load a trained router (default: the shipped one for the micro SAM2 + micro CLIP)."""
+def shipped_router_config(path: str | Path | None = None) -> RouterConfig:
+    """The config of a saved router (default: the shipped one), read without its weights."""
+    return RouterConfig(**json.loads(_router_metadata(path)[1]["config"]))
+
+
+def _router_metadata(path: str | Path | None) -> tuple[Path, dict]:
+    """A router file's path (default: the shipped one) and its safetensors metadata."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     path = Path(path) if path is not None else MICRO_ROUTER_WEIGHTS
     if not path.is_file():
@@ -233,6 +237,14 @@ def load_router(path: str | Path | None = None, device: str = "cpu") -> TokenRou
         meta = handle.metadata() or {}
     if "config" not in meta:
         raise RuntimeError(f"{path} has no router config in its metadata; not a router file?")
+    return path, meta
+
+
+def load_router(path: str | Path | None = None, device: str = "cpu") -> TokenRouter:
+    """Load a trained router (default: the shipped one for the micro SAM2 + micro CLIP)."""
+    from safetensors.torch import load_file
+
+    path, meta = _router_metadata(path)
     router = TokenRouter(RouterConfig(**json.loads(meta["config"])))
     state = load_file(str(path))
     inputs = state["mlp.0.weight"].shape[1]
