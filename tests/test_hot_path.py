@@ -218,3 +218,33 @@ def test_compiled_predictor_tracks_as_eager(micro):
         micro.memory_attention.__dict__.pop("_compiled_stock")
         torch._dynamo.reset()
     assert (compiled - eager).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("policy", ["lean", "stock"])
+@pytest.mark.parametrize("keep", [1.0, 0.3])
+def test_an_object_added_mid_video_after_propagating_tracks_on_cpu(micro, policy, keep):
+    """Regression: object 2's first prompt on frame 3, after object 1 was propagated; the
+    next propagation starts at frame 0, where object 2 has memory but no pointer yet, and
+    SAM2's bfloat16 memory met float32 weights ("mat1 and mat2 must have the same dtype")."""
+    from fsam2lib.predictor.state_policy import StatePolicy
+    from fsam2lib.pruning.scorers import RandomScorer
+    from fsam2lib.videos.frames import init_state_from_frames
+
+    video, mask = _video(6)
+    micro.router = RandomScorer(0)
+    micro.pruning = PruningConfig(keep_ratio=keep, strategy="router")
+    micro.state_policy = StatePolicy.named(policy)
+    try:
+        state = init_state_from_frames(micro, video)
+        micro.add_new_mask(state, 0, 1, mask)
+        assert len(list(micro.propagate_in_video(state))) == 6
+        second = np.zeros_like(mask)
+        second[30:44, 40:60] = True
+        micro.add_new_mask(state, 3, 2, second)
+        frames = [(t, ids, m) for t, ids, m in micro.propagate_in_video(state)]
+    finally:
+        micro.pruning = PruningConfig(keep_ratio=0.3, strategy="router")
+        micro.state_policy = StatePolicy()
+    assert [t for t, _, _ in frames] == list(range(6))
+    assert all(list(ids) == [1, 2] for _, ids, _ in frames)
+    assert all(torch.isfinite(m).all() for _, _, m in frames)

@@ -38,7 +38,9 @@ Result JSON (all kinds): ``kind``, ``schema``, ``created``, ``versions``, the mo
   ``query_expected``, ``memory_frames``, ``memory_kept_per_frame``,
   ``memory_expected_per_frame``, ``pointer_tokens`` [min, max]), ``memory_attention_flops``
   (``self_attention``, ``cross_attention``, ``mlp``, ``total``), ``flops_vs_dense``,
-  ``memory_bank_bytes`` (``dense``, ``kept``, ``stored``), ``baseline_rss_bytes``,
+  ``memory_bank_bytes`` (``dense``, ``kept``, ``stored``), ``objects`` (tracked at once),
+  ``bound`` (speedup with memory attention and router free), ``speedup_of_bound``,
+  ``baseline_rss_bytes``,
   ``peak_rss_bytes`` (None in-process), ``peak_cuda_bytes`` (None off CUDA),
   ``state_bytes_end``, and ``runs`` (per repeat: seconds, speedups, per-frame stage times).
 - accuracy / ablation: ``configs`` (``name``, ``strategy``, ``keep_ratio``,
@@ -61,6 +63,7 @@ from fsam2lib.bench.memory import run_memory
 from fsam2lib.bench.plots import (
     plot_jf_vs_keep,
     plot_memory_vs_length,
+    plot_speedup_vs_objects,
     plot_stage_times,
     save_plots,
 )
@@ -97,6 +100,7 @@ __all__ = [
     "parse_strategies",
     "plot_jf_vs_keep",
     "plot_memory_vs_length",
+    "plot_speedup_vs_objects",
     "plot_stage_times",
     "run_ablation",
     "run_accuracy",

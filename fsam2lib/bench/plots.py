@@ -53,6 +53,38 @@ def plot_stage_times(result: dict) -> Figure:
     return fig
 
 
+def plot_speedup_vs_objects(result: dict) -> Figure:
+    """Speedup against the number of tracked objects, one line per pruned configuration,
+    each beside its bound (memory attention and router free; dashed)."""
+    if result.get("kind") != "efficiency":
+        raise ValueError("plot_speedup_vs_objects needs an efficiency result")
+    fig, (ax,) = _figure()
+    pruned = [c for c in result["configs"] if c["strategy"] != "none"]
+    for i, keep in enumerate(
+        dict.fromkeys((c["keep_ratio"], c["memory_keep_ratio"]) for c in pruned)
+    ):
+        rows = sorted(
+            (c for c in pruned if (c["keep_ratio"], c["memory_keep_ratio"]) == keep),
+            key=lambda c: c.get("objects", 1),
+        )
+        objects = [c.get("objects", 1) for c in rows]
+        label = f"keep {keep[0]:g}" + ("" if keep[1] == keep[0] else f", memory {keep[1]:g}")
+        ax.plot(objects, [c["speedup"] for c in rows], marker="o", color=f"C{i}", label=label)
+        ax.plot(
+            objects,
+            [c["amdahl"]["ceiling"] for c in rows],
+            ls="--",
+            color=f"C{i}",
+            label=f"bound: memory attention + router free ({label})",
+        )
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xlabel("objects tracked at once")
+    ax.set_ylabel("speedup vs stock SAM2 (same objects)")
+    ax.set_title(f"Speedup vs objects\n{_subtitle(result)}", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def plot_jf_vs_keep(result: dict) -> Figure:
     """J&F against keep ratio, one line per strategy; the reference (stock SAM2) dashed."""
     if result.get("kind") not in ("accuracy", "ablation"):
@@ -115,7 +147,12 @@ def save_plots(result: dict, json_path: str | Path) -> list[Path]:
     """Save the result's figures as PNG next to ``json_path`` (``<stem>_<plot>.png``)."""
     json_path = Path(json_path)
     plots = {
-        "efficiency": {"stages": plot_stage_times},
+        "efficiency": {"stages": plot_stage_times}
+        | (
+            {"objects": plot_speedup_vs_objects}
+            if len(result["settings"].get("objects", [1])) > 1
+            else {}
+        ),
         "accuracy": {"jf_vs_keep": plot_jf_vs_keep},
         "ablation": {},
         "memory": {"memory_vs_length": plot_memory_vs_length},
