@@ -374,7 +374,7 @@ class _Layout:
     identity: bool
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 @torch.inference_mode(False)  # normal tensors, usable in training as well
 def _layout(hw: int, chunks: tuple[int, ...], compact: tuple[bool, ...], device: str) -> _Layout:
     frame_starts, offsets, flags, at = [], [], [], 0
