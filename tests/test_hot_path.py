@@ -248,3 +248,38 @@ def test_an_object_added_mid_video_after_propagating_tracks_on_cpu(micro, policy
     assert [t for t, _, _ in frames] == list(range(6))
     assert all(list(ids) == [1, 2] for _, ids, _ in frames)
     assert all(torch.isfinite(m).all() for _, _, m in frames)
+
+
+def test_objects_of_a_frame_share_the_router_work_that_depends_on_the_frame(micro, monkeypatch):
+    """SAM2 scores each object separately; the router's maps that do not depend on the
+    object (normalised tokens, visual cue, projected tokens for the text cue) are computed
+    once per tracked frame and give the same masks as computing them per object."""
+    from fsam2lib.bench.spec import untrained_router
+    from fsam2lib.videos.frames import init_state_from_frames
+
+    video, mask = _video(5)
+    second = np.zeros_like(mask)
+    second[30:44, 40:60] = True
+    micro.router = untrained_router(micro, text_dim=32)
+    embedding = F.normalize(torch.randn(1, 32, generator=torch.Generator().manual_seed(1)), dim=-1)
+    micro.text_encoder = lambda texts: embedding.expand(len(texts), -1)
+    calls = []
+    handle = micro.router.visual.register_forward_hook(lambda *_: calls.append(1))
+
+    def run() -> torch.Tensor:
+        calls.clear()
+        state = init_state_from_frames(micro, video)
+        micro.add_new_mask(state, 0, 1, mask, text="red square")
+        micro.add_new_mask(state, 0, 2, second, text="blue disc")
+        return torch.stack([m for _, _, m in micro.propagate_in_video(state)])
+
+    try:
+        shared = run()
+        assert len(calls) == 2 + 4  # two prompts, then once per tracked frame
+        monkeypatch.setattr(PrunedSAM2VideoPredictor, "_shared_per_frame", lambda *a: None)
+        alone = run()
+        assert len(calls) == 2 + 4 * 2  # once per object and tracked frame
+    finally:
+        handle.remove()
+        micro.text_encoder = None
+    assert torch.equal(shared, alone)

@@ -151,6 +151,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             "describe_object",
             "_call",
             "_features_memo",
+            "_frame_cache",
         }
     )
 
@@ -164,6 +165,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         self.describe_object = None
         self._call = None
         self._features_memo = None
+        self._frame_cache = None
 
     def __setattr__(self, name: str, value: object) -> None:
         if name not in self._PLAIN_ATTRS:
@@ -527,7 +529,10 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         (:class:`~fsam2lib.predictor.records.ScoreCheck`). A propagation the caller stops
         early is not checked; the next one starts a fresh check."""
         check = side_entry(state)["score_check"] = ScoreCheck()
-        yield from frames
+        try:
+            yield from frames
+        finally:
+            self._frame_cache = None
         check.raise_if_not_finite()
 
     def _dense_memory(self, state: dict, frame_idx: int, out: TrackedOutput) -> None:
@@ -645,6 +650,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         tokens = vision_feats[-1]  # [H*W, B, C]
         b = tokens.shape[1]
         entry = side_entry(state)["text"].get(obj_id)
+        prompted = point_inputs is not None or mask_inputs is not None
         if self.pruning.strategy == "text_only" and entry is None:
             raise RuntimeError(
                 f"strategy 'text_only' needs a description of object {obj_id!r}: pass text=... "
@@ -661,6 +667,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             prompt_points=prompt_points(point_inputs, (h, w), self.image_size),
             cues=self.pruning.cues,
             detail=self._detail_map(vision_feats, feat_sizes),
+            frame_cache=None if prompted else self._shared_per_frame(state, frame_idx),
         )
         return score_frame(
             inputs,
@@ -668,8 +675,17 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             self.router,
             text=None if entry is None else entry.text,
             fingerprint=self._fingerprint(state, obj_id),
-            prompted=point_inputs is not None or mask_inputs is not None,
+            prompted=prompted,
         )
+
+    def _shared_per_frame(self, state: dict, frame_idx: int) -> dict:
+        """The scorer's per-frame cache (``ScoringInputs.frame_cache``) while propagation
+        scores one frame's objects one after another; a new frame, state or router starts
+        an empty one, and the end of a propagation drops it."""
+        key = (id(state), frame_idx, id(self.router))
+        if self._frame_cache is None or self._frame_cache[0] != key:
+            self._frame_cache = (key, {})
+        return self._frame_cache[1]
 
     def _detail_map(self, vision_feats: list[Tensor], feat_sizes: list) -> Tensor | None:
         """The frame's stride-8 map ``[B, C, 2H, 2W]`` when the router's text cue reads it

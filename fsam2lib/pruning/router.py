@@ -87,7 +87,9 @@ class TokenRouter(nn.Module):
 
     def cue_maps(self, inputs: ScoringInputs) -> dict[str, Tensor]:
         """Each cue as ``[B, H*W]`` (zeros where switched off or unavailable) and its flags."""
-        feats = self.norm(moved(inputs.features, dtype=torch.float32))
+        feats = self._per_frame(
+            inputs, "feats", lambda: self.norm(moved(inputs.features, dtype=torch.float32))
+        )
         b = feats.shape[0]
         use = set(inputs.cues)
         has_text = "text" in use and inputs.text_embedding is not None
@@ -98,7 +100,11 @@ class TokenRouter(nn.Module):
         zeros = None
         if not ("visual" in use and has_text and has_mask and has_unc):
             zeros = feats.new_zeros(b, feats.shape[-2] * feats.shape[-1])
-        visual = self.visual(feats).flatten(1) if "visual" in use else zeros
+        visual = (
+            self._per_frame(inputs, "visual", lambda: self.visual(feats).flatten(1))
+            if "visual" in use
+            else zeros
+        )
         text = self._text_similarity(feats, inputs) if has_text else zeros
         mask = prior["mask"] if has_mask else zeros
         unc = prior["uncertainty"] if has_unc else zeros
@@ -136,8 +142,25 @@ class TokenRouter(nn.Module):
             return has_text
         return prev_object.amax(dim=1) < LOST_BELOW
 
+    def _per_frame(self, inputs: ScoringInputs, name: str, compute) -> Tensor:
+        """``compute()``, kept in ``inputs.frame_cache`` for the other objects of the frame:
+        the token maps the cues read before the object's mask or text come in."""
+        cache = inputs.frame_cache
+        if cache is None:
+            return compute()
+        key = (id(self), name)
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
     def _text_similarity(self, feats: Tensor, inputs: ScoringInputs) -> Tensor:
-        tokens = F.normalize(self.token_proj(self._text_tokens(feats, inputs)).flatten(2), dim=1)
+        tokens = self._per_frame(
+            inputs,
+            "text_tokens",
+            lambda: F.normalize(
+                self.token_proj(self._text_tokens(feats, inputs)).flatten(2), dim=1
+            ),
+        )
         text = inputs.text_embedding.float().to(feats.device)
         query = F.normalize(self.text_proj(text), dim=-1)  # [B, C]
         return torch.einsum("bch,bc->bh", tokens, query)

@@ -33,6 +33,9 @@ class ScoringInputs:
     cues: the cues the scorer is asked to combine (a subset of ``CUES``).
     detail: ``[B, C, 2H, 2W]`` SAM2's stride-8 feature map of the frame (the finer of the
         maps its mask decoder reads), for a router whose text cue reads it (None otherwise).
+    frame_cache: a dict shared by every object scored on this frame, where a scorer may keep
+        what depends on the frame alone (SAM2 scores each object separately: with N objects
+        that work would otherwise be done N times); None: nothing is shared.
     """
 
     features: Tensor
@@ -42,6 +45,7 @@ class ScoringInputs:
     prompt_points: Tensor | None = None
     cues: tuple[str, ...] = CUES
     detail: Tensor | None = None
+    frame_cache: dict | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
