@@ -667,7 +667,9 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             prompt_points=prompt_points(point_inputs, (h, w), self.image_size),
             cues=self.pruning.cues,
             detail=self._detail_map(vision_feats, feat_sizes),
-            frame_cache=None if prompted else self._shared_per_frame(state, frame_idx),
+            frame_cache=self._shared_per_frame(state, frame_idx)
+            if not prompted and len(state["obj_ids"]) > 1
+            else None,
         )
         return score_frame(
             inputs,
@@ -681,7 +683,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
     def _shared_per_frame(self, state: dict, frame_idx: int) -> dict:
         """The scorer's per-frame cache (``ScoringInputs.frame_cache``) while propagation
         scores one frame's objects one after another; a new frame, state or router starts
-        an empty one, and the end of a propagation drops it."""
+        an empty one, and the end of a propagation drops it. Only with several objects:
+        for one it would only hold the maps longer (8 MiB at 1024 px)."""
         key = (id(state), frame_idx, id(self.router))
         if self._frame_cache is None or self._frame_cache[0] != key:
             self._frame_cache = (key, {})
