@@ -167,35 +167,12 @@ class PrunedMemoryAttention(MemoryAttention):
         }
         return scatter_tokens(plan.fill, index, kept)
 
-    def forward_pruned(
-        self,
-        curr: Tensor,
-        memory: Tensor,
-        curr_pos: Tensor,
-        memory_pos: Tensor,
-        num_obj_ptr_tokens: int,
-        grid: tuple[int, int],
-        query_idx: Tensor,
-        memory_idx: Sequence[Tensor | None],
-        compact: Sequence[bool] | None = None,
-    ) -> Tensor:
+    def forward_pruned(self, *args, **kwargs) -> Tensor:
         """Memory attention over kept tokens; returns the kept queries' outputs ``[Kq, B, C]``:
-        :meth:`attend_kept` (compiled by :meth:`compile_paths`) on :meth:`plan_kept`'s
-        arguments."""
+        :meth:`attend_kept` (compiled by :meth:`compile_paths`) on the arguments
+        :meth:`plan_kept` makes of this call's (same signature as :meth:`plan_kept`)."""
         attend = self.__dict__.get("_compiled_kept") or self.attend_kept
-        return attend(
-            *self.plan_kept(
-                curr,
-                memory,
-                curr_pos,
-                memory_pos,
-                num_obj_ptr_tokens,
-                grid,
-                query_idx,
-                memory_idx,
-                compact,
-            )
-        )
+        return attend(*self.plan_kept(*args, **kwargs))
 
     def plan_kept(
         self,
