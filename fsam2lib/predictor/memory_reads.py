@@ -46,6 +46,9 @@ class TrackedOutput(dict):
         self.memory_keep_idx: Tensor | None = None  # [B, K] grid indices; None = all tokens
         self.conditioned: Tensor | None = None  # [B, C, H, W] memory-conditioned features
         self.compact_grid: tuple[int, int] | None = None  # set once only kept tokens are stored
+        # training only (fsam2lib.train.mask_objective): [B, H*W] keep gate of this frame's
+        # memory tokens, 0/1 forward with a straight-through gradient; None = all kept
+        self.gate: Tensor | None = None
 
     @property
     def is_compact(self) -> bool:

@@ -75,6 +75,25 @@ class PruningPlan:
     attended: dict[int, Tensor | None] | None = None
 
 
+@dataclass
+class GatedPlan:
+    """Training's counterpart of :class:`PruningPlan` (``fsam2lib.train.mask_objective``):
+    every token stays in the sequences, and keep gates (0/1 in the forward pass, a
+    straight-through gradient behind them) do what gathering does at inference.
+
+    query_gate: ``[B, H*W]``: a kept query's output is memory-conditioned, a pruned one's
+        is ``fill``; pruned queries are also hidden from the kept ones' self-attention.
+    memory_sources: the stored frames read, in order (as for :class:`PruningPlan`); each
+        one's ``gate`` ``[B, H*W]`` (None: all kept) hides its pruned memory tokens from
+        cross-attention. Object pointers are always attended.
+    """
+
+    grid: tuple[int, int]
+    query_gate: Tensor
+    fill: Tensor
+    memory_sources: list[MemorySource] = field(default_factory=list)
+
+
 def _match_queries(memory: Tensor, curr: Tensor | list[Tensor]) -> Tensor:
     """``memory`` in the queries' dtype where nothing else would reconcile them.
 
@@ -125,7 +144,7 @@ class PrunedMemoryAttention(MemoryAttention):
         return module
 
     @contextmanager
-    def planned(self, plan: PruningPlan) -> Iterator[PruningPlan]:
+    def planned(self, plan: PruningPlan | GatedPlan) -> Iterator[PruningPlan | GatedPlan]:
         """Use ``plan`` for the forward calls made inside the block."""
         if self._plan is not None:
             raise RuntimeError("a pruning plan is already active on this memory attention")
@@ -149,6 +168,15 @@ class PrunedMemoryAttention(MemoryAttention):
             stock = self.__dict__.get("_compiled_stock") or super().forward
             return stock(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens)
         curr = _single_level(curr, "curr")
+        if isinstance(plan, GatedPlan):
+            return self.forward_gated(
+                curr,
+                memory,
+                _single_level(curr_pos, "curr_pos"),
+                _single_level(memory_pos, "memory_pos"),
+                num_obj_ptr_tokens,
+                plan,
+            )
         memory_idx = [src.memory_keep_idx for src in plan.memory_sources]
         index = token_index(plan.query_idx, curr.shape[-1], curr.device)
         kept = self.forward_pruned(
@@ -166,6 +194,35 @@ class PrunedMemoryAttention(MemoryAttention):
             src.frame_idx: idx for src, idx in zip(plan.memory_sources, memory_idx, strict=True)
         }
         return scatter_tokens(plan.fill, index, kept)
+
+    def forward_gated(
+        self,
+        curr: Tensor,
+        memory: Tensor,
+        curr_pos: Tensor,
+        memory_pos: Tensor,
+        num_obj_ptr_tokens: int,
+        plan: GatedPlan,
+    ) -> Tensor:
+        """Dense memory attention under keep gates -> ``[H*W, B, C]``: in the forward pass
+        the same values as :meth:`forward_pruned` scattered onto ``plan.fill`` (gates of 0 or
+        1), with gradients reaching the gates (training only; see :class:`GatedPlan`)."""
+        hw, b = curr.shape[0], curr.shape[1]
+        everything = torch.arange(hw, device=curr.device).expand(b, -1)
+        sources = plan.memory_sources
+        args = self.plan_kept(
+            curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens, plan.grid, everything,
+            [None] * len(sources),
+        )  # fmt: skip
+        ones = curr.new_ones(b, hw)
+        memory_gate = torch.cat(
+            [ones if src.gate is None else src.gate for src in sources]
+            + [curr.new_ones(b, num_obj_ptr_tokens)],
+            dim=1,
+        )
+        out = self.attend_kept(*args, query_gate=plan.query_gate, memory_gate=memory_gate)
+        gate = plan.query_gate.t()[..., None]
+        return gate * out + (1 - gate) * plan.fill
 
     def forward_pruned(self, *args, **kwargs) -> Tensor:
         """Memory attention over kept tokens; returns the kept queries' outputs ``[Kq, B, C]``:
@@ -284,6 +341,8 @@ class PrunedMemoryAttention(MemoryAttention):
         pos_index: Tensor,
         layer_freqs: list[tuple[Tensor | None, Tensor | None, Tensor | None]],
         num_obj_ptr_tokens: int,
+        query_gate: Tensor | None = None,
+        memory_gate: Tensor | None = None,
     ) -> Tensor:
         """The tensor work of :meth:`forward_pruned`, with every decision already made: one
         gather per side, the layers, the norm -> ``[Kq, B, C]``. What :meth:`compile_paths`
@@ -296,6 +355,8 @@ class PrunedMemoryAttention(MemoryAttention):
         frequencies of its self-attention queries and its cross-attention queries and keys at
         the kept tokens (None for a non-rotary module); the last ``num_obj_ptr_tokens`` rows
         of ``memory`` and ``memory_pos`` are object pointers, kept and never rotated.
+        query_gate ``[B, Kq]`` / memory_gate ``[B, Km + P]``: keep gates of the queries (in
+        self-attention) and of the memory (in cross-attention), for :meth:`forward_gated`.
         """
         mem_end, pos_end = (
             memory.shape[0] - num_obj_ptr_tokens,
@@ -313,8 +374,9 @@ class PrunedMemoryAttention(MemoryAttention):
         mem, mem_pos = mem.transpose(0, 1), mem_pos.transpose(0, 1)
         for layer, freqs in zip(self.layers, layer_freqs, strict=True):
             output = _layer_forward(
-                layer, output, mem, mem_pos, query_pos, freqs, num_obj_ptr_tokens
-            )
+                layer, output, mem, mem_pos, query_pos, freqs, num_obj_ptr_tokens,
+                query_gate, memory_gate,
+            )  # fmt: skip
         return self.norm(output).transpose(0, 1)
 
     def compile_paths(self, **compile_kwargs) -> PrunedMemoryAttention:
@@ -408,9 +470,12 @@ def _layer_forward(
     query_pos: Tensor,
     freqs: tuple[Tensor | None, Tensor | None, Tensor | None],
     num_obj_ptr_tokens: int,
+    query_gate: Tensor | None = None,
+    memory_gate: Tensor | None = None,
 ) -> Tensor:
     """``MemoryAttentionLayer.forward`` (same submodules, same order of norms, dropouts and
-    position additions) with rotary encodings at explicit positions; batch-first tensors."""
+    position additions) with rotary encodings at explicit positions; batch-first tensors;
+    optional keep gates on the self-attention's and the cross-attention's keys."""
     if type(layer) is not MemoryAttentionLayer:
         raise TypeError(
             f"pruned memory attention reimplements MemoryAttentionLayer, got {type(layer).__name__}"
@@ -419,7 +484,7 @@ def _layer_forward(
     tgt2 = layer.norm1(tgt)
     q = k = tgt2 + query_pos if layer.pos_enc_at_attn else tgt2
     self_q, cross_q, cross_k = freqs
-    tgt2 = rope_attention(layer.self_attn, q, k, tgt2, self_q, self_q)
+    tgt2 = rope_attention(layer.self_attn, q, k, tgt2, self_q, self_q, key_gate=query_gate)
     tgt = tgt + layer.dropout1(tgt2)
     # cross-attention to the kept memory (+ unrotated pointer tokens)
     tgt2 = layer.norm2(tgt)
@@ -433,6 +498,7 @@ def _layer_forward(
         cross_q,
         cross_k,
         num_obj_ptr_tokens if rotary else 0,
+        key_gate=memory_gate,
     )
     tgt = tgt + layer.dropout2(tgt2)
     # MLP

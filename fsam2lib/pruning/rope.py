@@ -18,6 +18,8 @@ from torch import Tensor
 
 from fsam2lib.pruning.hot_path import moved
 
+GATE_LOGIT_CAP = 10.0  # largest logit above the kept keys' peak that a pruned key's gradient sees
+
 
 def grid_freqs(attn: RoPEAttention, height: int, width: int) -> Tensor:
     """Complex rotary table ``[H*W, D/2]`` of ``attn`` for a full ``height x width`` grid.
@@ -64,6 +66,7 @@ def rope_attention(
     q_freqs: Tensor | None,
     k_freqs: Tensor | None,
     num_k_exclude_rope: int = 0,
+    key_gate: Tensor | None = None,
 ) -> Tensor:
     """``attn``'s forward with rotary encodings given per token instead of inferred.
 
@@ -72,6 +75,9 @@ def rope_attention(
     ``[B, Nk - num_k_exclude_rope, D/2]`` come from :func:`gather_freqs`; the last
     ``num_k_exclude_rope`` keys (object pointers) stay unrotated, as in SAM2. Pass ``None``
     for both to run a module without rotary encoding (plain ``Attention``).
+
+    ``key_gate`` ``[B, Nk]`` (training, :func:`gated_attention`): a 0/1 keep gate per key
+    whose gradient reaches the scores that chose it.
     """
     if (q_freqs is None) != (k_freqs is None):
         raise ValueError("q_freqs and k_freqs must be given together (or both None)")
@@ -86,6 +92,25 @@ def rope_attention(
         num_k_rope = k.shape[2] - num_k_exclude_rope
         q = rotate(q, q_freqs)
         k = torch.cat([rotate(k[:, :, :num_k_rope], k_freqs), k[:, :, num_k_rope:]], dim=2)
-    dropout_p = attn.dropout_p if attn.training else 0.0
-    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    if key_gate is not None:
+        out = gated_attention(q, k, v, key_gate)
+    else:
+        dropout_p = attn.dropout_p if attn.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     return attn.out_proj(attn._recombine_heads(out))
+
+
+def gated_attention(q: Tensor, k: Tensor, v: Tensor, key_gate: Tensor) -> Tensor:
+    """Softmax attention ``[B, heads, Nq, D]`` in which key j's weight is multiplied by
+    ``key_gate[:, j]`` before normalising: the additive log-gate ``logits + log(gate)``
+    written so that a gate of exactly 0 (a pruned key) removes the key from the forward pass,
+    as pruning does, yet still has a finite gradient (how much attending to it would have
+    changed the output). Why not ``log``: its gradient at 0 is infinite."""
+    logits = (q.float() @ k.float().transpose(-2, -1)) * q.shape[-1] ** -0.5
+    gate = key_gate.float()[:, None, None, :]
+    peak = logits.masked_fill(gate == 0, -torch.inf).amax(-1, keepdim=True).detach()
+    # a pruned key far above the kept ones would overflow; its forward weight is 0 anyway
+    weights = (logits - peak).clamp(max=GATE_LOGIT_CAP).exp() * gate
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-30)
+    return (weights @ v.float()).type_as(v)
+

@@ -37,9 +37,21 @@ from tqdm.auto import tqdm
 from fsam2lib.models.clip import load_clip
 from fsam2lib.models.sam2 import load_sam2, weights_label
 from fsam2lib.pruning.config import CUES
-from fsam2lib.pruning.router import TEXT_GATES, RouterConfig, TokenRouter, save_router
+from fsam2lib.pruning.router import (
+    TEXT_GATES,
+    RouterConfig,
+    TokenRouter,
+    load_router,
+    save_router,
+)
 from fsam2lib.pruning.scorers import GridScorer, MaskPriorScorer, RandomScorer, ScoringInputs
 from fsam2lib.pruning.selection import mask_tokens
+from fsam2lib.train.mask_objective import (
+    MASK_WORLDS,
+    MaskObjectiveConfig,
+    folder_source,
+    train_mask_objective,
+)
 from fsam2lib.videos.frames import to_model_input
 from fsam2lib.videos.video import Video
 from fsam2lib.videos.world import WorldConfig, make_split
@@ -553,18 +565,63 @@ def main(argv: list[str] | None = None) -> None:
         "(shape evidence finer than one token)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    mask = parser.add_argument_group(
+        "mask objective (--objective mask): the router trained through the frozen SAM2"
+    )
+    mask.add_argument(
+        "--objective",
+        default="recall",
+        choices=("recall", "mask"),
+        help="recall: labels from ground-truth masks (the first design); mask: then train for "
+        "SAM2's mask loss through gates (fsam2lib.train.mask_objective)",
+    )
+    mask.add_argument(
+        "--init", type=Path, default=None, help="start the mask objective from this router"
+    )
+    mask.add_argument(
+        "--resume", action="store_true", help="continue the mask-objective run saved in --out"
+    )
+    mask.add_argument("--mask-minutes", type=float, default=MaskObjectiveConfig.minutes)
+    mask.add_argument("--mask-steps", type=int, default=MaskObjectiveConfig.max_steps)
+    mask.add_argument("--clips", type=int, default=MaskObjectiveConfig.clips)
+    mask.add_argument("--objects-per-clip", type=int, default=MaskObjectiveConfig.objects_per_clip)
+    mask.add_argument("--clip-frames", type=int, default=MaskObjectiveConfig.frames)
+    mask.add_argument(
+        "--keep-range",
+        default=f"{MaskObjectiveConfig.keep_min},{MaskObjectiveConfig.keep_max}",
+        help="keep ratios drawn per step from this range (one value: that ratio only)",
+    )
+    mask.add_argument(
+        "--text-off",
+        type=float,
+        default=MaskObjectiveConfig.text_off,
+        help="share of steps trained without the text cue",
+    )
+    mask.add_argument(
+        "--mask-worlds",
+        default=",".join(MASK_WORLDS),
+        help="synthetic families the clips come from (held_out and crossing stay unseen)",
+    )
+    mask.add_argument("--lr", type=float, default=MaskObjectiveConfig.lr)
+    mask.add_argument("--log", type=Path, default=None, help="JSON lines, one per step")
     args = parser.parse_args(argv)
     if not 0.0 <= args.misleading <= 1.0:
         parser.error(f"--misleading must be a share in [0, 1], got {args.misleading}")
     if args.mask_shift < 0:
         parser.error(f"--mask-shift must be a number of tokens >= 0, got {args.mask_shift}")
     try:
-        worlds = parse_worlds(args.world)
+        parse_worlds(args.world)
     except ValueError as err:
         parser.error(str(err))
-    progress = not args.no_progress
+    if args.resume and args.init:
+        parser.error("--resume and --init exclude each other")
+    if args.objective == "recall" and (args.resume or args.init):
+        parser.error("--init and --resume belong to --objective mask")
+    try:
+        mask_cfg = _mask_config(args)
+    except ValueError as err:
+        parser.error(str(err))
     torch.set_num_threads(args.threads)
-    start = time.time()
     sam2_model = load_sam2(
         args.sam2,
         checkpoint=args.sam2_checkpoint,
@@ -574,6 +631,21 @@ def main(argv: list[str] | None = None) -> None:
     clip = load_clip(args.clip, pretrained=args.clip_pretrained)
     labels = {"sam2_weights": weights_label(sam2_model), "clip_weights": clip.label}
     print(f"frozen: {labels['sam2_weights']}; {labels['clip_weights']}")
+    if args.objective == "mask" and (args.init or args.resume):
+        router = load_router(args.out if args.resume else args.init)
+        meta = {k: v for k, v in router.metadata.items() if k != "config"}
+    else:
+        router, meta = _train_recall(args, sam2_model, clip, labels)
+    if args.objective == "mask":
+        _train_mask(args, mask_cfg, sam2_model, clip, router, {**meta, **labels})
+
+
+def _train_recall(args, sam2_model, clip, labels: dict) -> tuple[TokenRouter, dict]:
+    """The recall objective: samples from the videos, then :func:`train_router`; saves
+    the router to ``--out`` and prints its token-recall tables."""
+    progress = not args.no_progress
+    worlds = parse_worlds(args.world)
+    start = time.time()
     cache = None
     if args.cache is not None:  # one folder per (SAM2, weights, input size): tokens differ
         weights = Path(args.sam2_checkpoint).stem if args.sam2_checkpoint else "shipped"
@@ -653,6 +725,73 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
     )
+    return router, meta
+
+
+def _mask_config(args) -> MaskObjectiveConfig:
+    keep = [float(v) for v in args.keep_range.split(",")]
+    if len(keep) not in (1, 2):
+        raise ValueError(f"--keep-range takes one ratio or 'LOW,HIGH', got {args.keep_range!r}")
+    worlds = tuple(w.strip() for w in args.mask_worlds.split(",") if w.strip())
+    unseen = [w for w in worlds if w not in MASK_WORLDS]
+    if unseen:
+        raise ValueError(f"--mask-worlds must come from {MASK_WORLDS}, got {unseen}")
+    return MaskObjectiveConfig(
+        minutes=args.mask_minutes,
+        max_steps=args.mask_steps,
+        clips=args.clips,
+        objects_per_clip=args.objects_per_clip,
+        frames=args.clip_frames,
+        keep_min=keep[0],
+        keep_max=keep[-1],
+        text_off=args.text_off,
+        lr=args.lr,
+        worlds=worlds,
+        seed=args.seed,
+        threads=args.threads,
+    )
+
+
+def _train_mask(args, cfg: MaskObjectiveConfig, sam2_model, clip, router, meta: dict) -> None:
+    """The mask objective from ``router`` (recall-trained or ``--init``); saves to ``--out``."""
+    source = None
+    if args.dataset != "synthetic":
+        source = folder_source(
+            davis_videos(args.dataset, args.train_split, clip, args.train_videos), cfg.frames
+        )
+    summary = train_mask_objective(
+        sam2_model,
+        clip,
+        router,
+        cfg,
+        args.out,
+        source=source,
+        log_path=args.log,
+        resume=args.resume,
+        progress=not args.no_progress,
+        metadata={**meta, "dataset": _dataset_label(args, cfg)},
+    )
+    recent = summary["history"][-50:]
+    print(
+        json.dumps(
+            {
+                "objective": "mask",
+                "steps": summary["steps"],
+                "wall_seconds": summary["wall_seconds"],
+                "recent_loss": round(float(np.mean([r["total"] for r in recent])), 4)
+                if recent
+                else None,
+                "recent_iou": round(float(np.mean([r["iou"] for r in recent])), 4)
+                if recent
+                else None,
+                "out": str(args.out),
+            }
+        )
+    )
+
+
+def _dataset_label(args, cfg: MaskObjectiveConfig) -> str:
+    return f"synthetic:{','.join(cfg.worlds)}" if args.dataset == "synthetic" else str(args.dataset)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ Conventions
   colour and shape (probability ``size_pair_prob``); only then, and for those two only, the
   description gets "small"/"large", and their radii differ by at least ~1.9x in every frame.
   Distractors never match a target in both colour and shape, so every description names exactly
-  one object of its video.
+  one object of its video -- unless ``twin_prob`` asks for identical look-alikes ("twins", for
+  training a router to stay quiet where the description cannot tell two objects apart).
 - Colours and shapes: see :mod:`fsam2lib.videos.paint`; backgrounds: :mod:`fsam2lib.videos.backgrounds`.
 - Splits: train videos only ever show (targets *and* distractors) pairs from
   ``vocab.combos_for_split('train')``; in val/test a fraction ``held_out_fraction`` of the
@@ -70,6 +71,7 @@ class WorldConfig:
     min_objects: int = 1  # annotated targets per video
     max_objects: int = 3
     max_distractors: int = 2  # unannotated look-alikes (same colour or same shape as a target)
+    min_distractors: int = 0  # at least this many (when the targets leave a look-alike pair)
     background: str = "mixed"  # "plain" | "procedural" | "photo" | "mixed"
     camera_pan: bool = True  # then 70 % of the videos pan, by up to max_pan
     occlusion: bool = True  # steer objects over targets; off: only chance crossings
@@ -97,6 +99,9 @@ class WorldConfig:
     # Where the previous mask misleads (the "hard" family):
     cut_prob: float = 0.0  # chance of one camera cut: the view jumps, every object with it
     vanish_prob: float = 0.0  # chance per target of hiding wholly and reappearing elsewhere
+    # chance that a distractor copies its target's colour and shape (an identical look-alike
+    # no description tells apart); 0 keeps every description unambiguous
+    twin_prob: float = 0.0
 
     def __post_init__(self) -> None:
         _check_int_range("height", self.height, 64, 2160)
@@ -105,6 +110,7 @@ class WorldConfig:
         _check_int_range("min_objects", self.min_objects, 1, 6)
         _check_int_range("max_objects", self.max_objects, self.min_objects, 6)
         _check_int_range("max_distractors", self.max_distractors, 0, 4)
+        _check_int_range("min_distractors", self.min_distractors, 0, self.max_distractors)
         if self.background not in BACKGROUNDS:
             raise ValueError(
                 f"WorldConfig.background={self.background!r}; expected one of {BACKGROUNDS}"
@@ -139,6 +145,7 @@ class WorldConfig:
         _check_float_range("blur", self.blur, 0.0, 0.05)
         _check_float_range("noise", self.noise, 0.0, 40.0)
         _check_float_range("cut_prob", self.cut_prob, 0.0, 1.0)
+        _check_float_range("twin_prob", self.twin_prob, 0.0, 1.0)
         _check_float_range("vanish_prob", self.vanish_prob, 0.0, 1.0)
         if self.jpeg_quality != 0:
             _check_int_range("jpeg_quality", self.jpeg_quality, 10, 95)
@@ -547,14 +554,18 @@ def _sample_distractors(
     rng: np.random.Generator, cfg: WorldConfig, split: str, targets: list[_Plan]
 ) -> list[_Plan]:
     """Unannotated look-alikes: a target's shape in another colour, or its colour in another
-    shape; never both, so no description becomes ambiguous. Fewer than drawn only when the
-    targets already use every look-alike pair."""
-    count = int(rng.integers(0, cfg.max_distractors + 1))
+    shape; never both, so no description becomes ambiguous, except for the share
+    ``twin_prob`` that copies its target exactly. Fewer than drawn only when the targets
+    already use every look-alike pair."""
+    count = int(rng.integers(cfg.min_distractors, cfg.max_distractors + 1))
     taken = {(p.colour, p.shape) for p in targets}
     allowed = [c for c in combos_for_split(split) if c not in taken]
     plans = []
     for _ in range(count):
         target = targets[int(rng.integers(len(targets)))]
+        if cfg.twin_prob > 0 and rng.random() < cfg.twin_prob:
+            plans.append(_new_plan(rng, cfg, (target.colour, target.shape), None, 0))
+            continue
         same_shape = [c for c in allowed if c[1] == target.shape]
         same_colour = [c for c in allowed if c[0] == target.colour]
         pool = (same_shape, same_colour) if rng.random() < 0.5 else (same_colour, same_shape)

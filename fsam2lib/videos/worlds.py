@@ -32,13 +32,16 @@ from tqdm.auto import tqdm
 from fsam2lib.videos.video import Video
 from fsam2lib.videos.world import MOTIONS, WorldConfig, make_video, split_code, video_seed
 
-FAMILIES = ("classic", "broad", "held_out", "hard")
+FAMILIES = ("classic", "broad", "held_out", "hard", "crossing", "lookalike")
 BROAD_ASPECTS = (4 / 3, 16 / 9)  # landscape range; 1:1 is drawn with probability SQUARE_SHARE
 SQUARE_SHARE = 0.2
 BROAD_SPEED = (0.01, 0.12)  # log-uniform, fraction of min(H, W) per frame
 HELD_OUT_ASPECTS = (3 / 4, 2.0, 21 / 9)
 HELD_OUT_SPEED = (0.05, 0.14)
-_FAMILY_SALT = {"classic": 0, "broad": 11, "held_out": 23, "hard": 37}
+_FAMILY_SALT = {
+    "classic": 0, "broad": 11, "held_out": 23, "hard": 37, "crossing": 53, "lookalike": 71,
+}  # fmt: skip
+LOOKALIKE_TWIN_SHARE = 0.3  # lookalike family: share of look-alikes identical to their target
 
 
 def sample_world(
@@ -66,6 +69,16 @@ def sample_world(
             leave_prob=0.6,
             cut_prob=0.5,
             vanish_prob=0.5,
+        )
+    if family in ("crossing", "lookalike"):
+        base = "held_out" if family == "crossing" else "broad"
+        world = sample_world(base, rng, num_frames, height, min_objects, max_objects)
+        return dataclasses.replace(
+            world,
+            min_distractors=1,
+            max_distractors=int(rng.integers(1, 4)),
+            near_prob=1.0,
+            twin_prob=LOOKALIKE_TWIN_SHARE if family == "lookalike" else 0.0,
         )
     if family == "broad":
         aspect = 1.0 if rng.random() < SQUARE_SHARE else rng.uniform(*BROAD_ASPECTS)
