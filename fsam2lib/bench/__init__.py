@@ -9,13 +9,14 @@ One module per job:
 - ``sources``: the synthetic cost video and datasets (:func:`open_dataset`);
 - ``runner``: one measured run, and running runs in fresh subprocesses or in-process;
 - ``profiling``: stage timers, memory-attention token counts and FLOPs, RSS, state bytes;
-- ``efficiency``, ``accuracy`` (with the ablation), ``memory``: the three kinds of run and
-  why they are measured the way they are;
+- ``efficiency``, ``accuracy`` (with the ablation and the text effect), ``memory``: the
+  three kinds of run and why they are measured the way they are;
 - sweeps run where ``fsam2lib.executors.Executor`` says (this process, or Ray: local or a cluster);
 - ``report``: tables, comparison of two results, result files; ``plots``: figures;
 - ``cli``: the command line.
 
-Library functions (``run_efficiency``, ``run_accuracy``, ``run_ablation``, ``run_memory``,
+Library functions (``run_efficiency``, ``run_accuracy``, ``run_ablation``, ``run_text_effect``,
+``run_memory``,
 the ``format_*`` tables, ``compare_results`` and the ``plot_*`` figures) return values and
 never print; progress bars appear only when asked for (``progress=True``, as the CLI does).
 Each ``run_*`` takes a :class:`ModelSpec` and the run's own settings as keywords::
@@ -56,7 +57,7 @@ Result JSON (all kinds): ``kind``, ``schema``, ``created``, ``versions``, the mo
   ``growth_vs_stock``).
 """
 
-from fsam2lib.bench.accuracy import run_ablation, run_accuracy
+from fsam2lib.bench.accuracy import run_ablation, run_accuracy, run_text_effect
 from fsam2lib.bench.cli import main
 from fsam2lib.bench.efficiency import run_efficiency
 from fsam2lib.bench.memory import run_memory
@@ -106,6 +107,7 @@ __all__ = [
     "run_accuracy",
     "run_efficiency",
     "run_memory",
+    "run_text_effect",
     "save_plots",
     "write_result",
 ]

@@ -145,6 +145,54 @@ def run_ablation(
     )
 
 
+def run_text_effect(
+    spec: ModelSpec,
+    dataset: str | VideoSource = "synthetic:val:20",
+    *,
+    keep: Sequence[float] | str = (0.3, 0.1),
+    baseline: str = "mask_prior",
+    protocol: str = "mask",
+    seed: int = 0,
+    progress: bool = False,
+    executor: Executor | str = "serial",
+) -> dict:
+    """What the description is worth: at each keep ratio the router with all cues, the same
+    router with its text cue removed, and ``baseline`` (the previous-mask prior: no router at
+    all), beside unpruned SAM2. ``contrasts`` holds the paired differences over videos:
+    the *text effect* (router - router without text, with the share of the no-text router's
+    gap to unpruned SAM2 it recovers) and router - baseline. Other arguments: as
+    :func:`run_accuracy`."""
+    executor = Executor.named(executor)
+    keeps = parse_ratios(keep)
+    (baseline,) = parse_strategies([baseline], ACCURACY_STRATEGIES)
+    no_text = tuple(c for c in CUES if c != "text")
+    configs = [("reference", PruningConfig(strategy="none"))]
+    contrasts = []
+    for k in keeps:
+        names = (f"router@{k:.2f}", f"router without text@{k:.2f}", f"{baseline}@{k:.2f}")
+        configs += [
+            (names[0], PruningConfig(keep_ratio=k)),
+            (names[1], PruningConfig(keep_ratio=k, cues=no_text)),
+            (names[2], PruningConfig(keep_ratio=k, strategy=baseline)),
+        ]
+        contrasts += [
+            (f"text effect@{k:.2f}", names[0], names[1]),
+            (f"router - {baseline}@{k:.2f}", names[0], names[2]),
+        ]
+    return _evaluate(
+        "text_effect",
+        spec,
+        dataset,
+        ["router", baseline],
+        configs,
+        protocol,
+        seed,
+        progress,
+        executor,
+        contrasts=contrasts,
+    )
+
+
 def text_setup(predictor, source: VideoSource, strategies: Sequence[str]) -> dict:
     """How objects get text, checked before any video runs: ``source`` (for the result) and
     ``use_dataset_texts``."""
@@ -240,14 +288,18 @@ def _evaluate(
     seed: int,
     progress: bool,
     executor: Executor,
+    contrasts: Sequence[tuple[str, str, str]] = (),
     **settings,
 ) -> dict:
-    """Open the dataset and the predictor, score every config, and make the result."""
+    """Open the dataset and the predictor, score every config, and make the result;
+    ``contrasts``: (name, config a, config b) whose paired difference a - b to report."""
     source = open_dataset(dataset, seed=seed) if isinstance(dataset, str) else dataset
     with open_predictor(spec, strategies, seed) as (predictor, carried):
         text = text_setup(predictor, source, strategies)
         job = _Sweep(spec, tuple(strategies), protocol, text["use_dataset_texts"], seed)
-        summaries, rows = _score_configs(predictor, job, source, configs, executor, progress)
+        summaries, rows, differences = _score_configs(
+            predictor, job, source, configs, executor, progress, contrasts
+        )
         info = predictor_info(predictor, {**carried, "text": text["source"]})
     header = result_header(
         kind,
@@ -258,7 +310,8 @@ def _evaluate(
         executor=executor.kind,
         **settings,
     )
-    return {**header, "reference": "reference", "configs": summaries, "videos": rows}
+    result = {**header, "reference": "reference", "configs": summaries, "videos": rows}
+    return {**result, "contrasts": differences} if contrasts else result
 
 
 def _score_configs(
@@ -268,9 +321,11 @@ def _score_configs(
     configs: list[tuple[str, PruningConfig]],
     executor: Executor,
     progress: bool,
-) -> tuple[list[dict], list[dict]]:
+    contrasts: Sequence[tuple[str, str, str]] = (),
+) -> tuple[list[dict], list[dict], list[dict]]:
     """Run every config on every video and score each run: serially with ``predictor``
-    (configs interleaved per video), or one Ray task per (video, config)."""
+    (configs interleaved per video), or one Ray task per (video, config); then the paired
+    differences ``contrasts`` asks for."""
     from fsam2lib.metrics import bootstrap_interval, paired_bootstrap_interval, summarize
 
     items = [(v, name, config) for v in source.names for name, config in configs]
@@ -334,4 +389,18 @@ def _score_configs(
     ref_by_video = {r["video"]: r["J&F"] for r in rows if r["config"] == configs[0][0]}
     for row in rows:
         row["jf_drop"] = ref_by_video[row["video"]] - row["J&F"]
-    return summaries, rows
+    by_name = {row["name"]: row for row in summaries}
+    differences = []
+    for name, a, b in contrasts:
+        difference = {
+            "name": name,
+            "a": a,
+            "b": b,
+            "difference": by_name[a]["J&F"] - by_name[b]["J&F"],
+            "ci95": list(paired_bootstrap_interval(scores[a], scores[b])),
+        }
+        gap = ref - by_name[b]["J&F"]  # what b lost against unpruned SAM2
+        difference["b_drop"] = gap
+        difference["recovered"] = difference["difference"] / gap if gap > 0 else None
+        differences.append(difference)
+    return summaries, rows, differences

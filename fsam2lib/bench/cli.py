@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fsam2lib.bench.accuracy import run_ablation, run_accuracy
+from fsam2lib.bench.accuracy import run_ablation, run_accuracy, run_text_effect
 from fsam2lib.bench.efficiency import run_efficiency
 from fsam2lib.bench.memory import DEFAULT_CONFIGS, MEMORY_CONFIGS, run_memory
 from fsam2lib.bench.report import compare_results, format_comparison, format_result, write_result
@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, helptext in (
         ("accuracy", "J&F per strategy x keep ratio"),
         ("ablation", "cues off, fills"),
+        ("text-effect", "router with and without its text cue, and the mask prior"),
     ):
         acc = sub.add_parser(name, help=helptext)
         _add_common(acc, "micro")
@@ -131,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
             acc.add_argument(
                 "--fill", default=None, choices=FILLS, help="what pruned query positions get"
             )
+        elif name == "text-effect":
+            acc.add_argument("--keep", default="0.3,0.1", help="comma-separated keep ratios")
+            acc.add_argument("--baseline", default="mask_prior", help="strategy to compare with")
         else:
             acc.add_argument("--keep", default="0.3", help="one keep ratio")
             acc.add_argument("--memory-keep", default="same")
@@ -193,7 +197,8 @@ def _run_command(args: argparse.Namespace) -> dict:
         router=args.router,
     )
     common = dict(seed=args.seed, progress=not args.no_progress)
-    memory_keep = None if args.memory_keep == "same" else args.memory_keep
+    memory_keep = getattr(args, "memory_keep", "same")
+    memory_keep = None if memory_keep == "same" else memory_keep
     if args.command == "efficiency":
         return run_efficiency(
             spec,
@@ -245,6 +250,15 @@ def _run_command(args: argparse.Namespace) -> dict:
             protocol=args.protocol,
             context=args.context,
             fill=args.fill,
+            **common,
+        )
+    if args.command == "text-effect":
+        return run_text_effect(
+            spec,
+            source,
+            keep=args.keep,
+            baseline=args.baseline,
+            protocol=args.protocol,
             **common,
         )
     return run_ablation(

@@ -155,6 +155,7 @@ def save_plots(result: dict, json_path: str | Path) -> list[Path]:
         ),
         "accuracy": {"jf_vs_keep": plot_jf_vs_keep},
         "ablation": {},
+        "text_effect": {},
         "memory": {"memory_vs_length": plot_memory_vs_length},
     }[result["kind"]]
     paths = []

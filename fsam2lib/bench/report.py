@@ -145,6 +145,34 @@ def format_accuracy_table(result: dict) -> str:
     )
 
 
+def format_contrasts(result: dict) -> str:
+    """The paired differences of a text-effect result: difference, its interval, what the
+    second config lost against the reference and the share of it recovered."""
+    rows = [
+        [
+            c["name"],
+            _fmt(100 * c["difference"], "+.1f"),
+            _interval(c["ci95"], "+.1f"),
+            _fmt(100 * c["b_drop"], "+.1f"),
+            "-" if c["recovered"] is None else f"{100 * c['recovered']:.0f} %",
+        ]
+        for c in result["contrasts"]
+    ]
+    return "\n".join(
+        [
+            _table(
+                ["contrast (a - b)", "J&F", "paired 95% CI", "b's drop", "of it recovered"], rows
+            ),
+            "text effect = router - the same router with its text cue removed; b's drop = "
+            "reference J&F - b's J&F; recovered = difference / b's drop.",
+        ]
+    )
+
+
+def format_text_effect_table(result: dict) -> str:
+    return format_accuracy_table(result) + "\n\n" + format_contrasts(result)
+
+
 def format_memory_table(result: dict) -> str:
     """Per configuration and video length: working set, stored state and bank, against stock."""
     summary = result["summary"]
@@ -205,6 +233,7 @@ def format_result(result: dict) -> str:
         "efficiency": format_efficiency_table,
         "accuracy": format_accuracy_table,
         "ablation": format_accuracy_table,
+        "text_effect": format_text_effect_table,
         "memory": format_memory_table,
     }
     if kind not in formatters:

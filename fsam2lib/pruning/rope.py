@@ -113,4 +113,3 @@ def gated_attention(q: Tensor, k: Tensor, v: Tensor, key_gate: Tensor) -> Tensor
     weights = (logits - peak).clamp(max=GATE_LOGIT_CAP).exp() * gate
     weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-30)
     return (weights @ v.float()).type_as(v)
-

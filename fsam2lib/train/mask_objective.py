@@ -95,7 +95,9 @@ class MaskObjectiveConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a share in [0, 1], got {getattr(self, name)}")
         if self.frames < 2:
-            raise ValueError(f"clips need at least 2 frames (a prompt and a tracked frame), got {self.frames}")
+            raise ValueError(
+                f"clips need at least 2 frames (a prompt and a tracked frame), got {self.frames}"
+            )
         if not self.worlds:
             raise ValueError("worlds must name at least one family to draw clips from")
 
@@ -119,7 +121,7 @@ def straight_through_keep(
         threshold = kept_low - 1
     width = temperature * s.std(1, keepdim=True).clamp(min=1e-6)
     soft = torch.sigmoid((scores - threshold) / width)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # exactly 0 or 1 forward
 
 
 @dataclass
@@ -157,7 +159,9 @@ def make_clips(
             clip_of.append(len(images))
             texts.append(video.descriptions[int(k)])
         images.append(to_model_input(frames, image_size))
-    return Clips(torch.cat(images), torch.stack(targets, 1), torch.tensor(clip_of), texts, cfg.frames)
+    return Clips(
+        torch.cat(images), torch.stack(targets, 1), torch.tensor(clip_of), texts, cfg.frames
+    )
 
 
 def sample_step_cues(rng: np.random.Generator, cfg: MaskObjectiveConfig) -> tuple[str, ...]:
@@ -298,10 +302,12 @@ class TextEmbeddings:
 
 
 def lr_at(step: int, elapsed: float, cfg: MaskObjectiveConfig, since: int = 0) -> float:
-    """Warm-up over ``warmup_steps`` after step ``since``, then cosine over the time budget."""
+    """Warm-up over ``warmup_steps`` after step ``since``, then cosine over the budget: the
+    steps (``max_steps``) or the minutes, whichever runs out first. A run sized in steps
+    (minutes to spare) is then the same run on a fast or a slow machine."""
     if step - since < cfg.warmup_steps:
         return cfg.lr * (step - since + 1) / cfg.warmup_steps
-    progress = min(1.0, elapsed / (cfg.minutes * 60))
+    progress = min(1.0, max(elapsed / (cfg.minutes * 60), step / cfg.max_steps))
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -390,9 +396,7 @@ def train_mask_objective(
             clips = make_clips(rng, cfg, sam2_model.image_size, source)
             keep = float(rng.uniform(cfg.keep_min, cfg.keep_max))
             cues = sample_step_cues(rng, cfg)
-            losses = clip_loss(
-                sam2_model, router, clips, texts(clips.texts), keep, cues, cfg
-            )
+            losses = clip_loss(sam2_model, router, clips, texts(clips.texts), keep, cues, cfg)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(router.parameters(), 1.0)

@@ -29,8 +29,17 @@ from collections.abc import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
+from fsam2lib.videos.paint import BOUND
 from fsam2lib.videos.video import Video
-from fsam2lib.videos.world import MOTIONS, WorldConfig, make_video, split_code, video_seed
+from fsam2lib.videos.world import (
+    MOTIONS,
+    Scene,
+    WorldConfig,
+    render_scene,
+    sample_scene,
+    split_code,
+    video_seed,
+)
 
 FAMILIES = ("classic", "broad", "held_out", "hard", "crossing", "lookalike")
 BROAD_ASPECTS = (4 / 3, 16 / 9)  # landscape range; 1:1 is drawn with probability SQUARE_SHARE
@@ -128,6 +137,23 @@ def family_video(
     base_seed: int = 0,
 ) -> Video:
     """Video ``index`` of ``split`` in ``family``, named ``<family>_<split>_<index>``."""
+    scene = family_scene(
+        family, split, index, num_frames, height, min_objects, max_objects, base_seed
+    )
+    return render_scene(scene, f"{family}_{split}_{index:04d}")
+
+
+def family_scene(
+    family: str,
+    split: str,
+    index: int,
+    num_frames: int = 16,
+    height: int = 256,
+    min_objects: int = 1,
+    max_objects: int = 4,
+    base_seed: int = 0,
+) -> Scene:
+    """The scene (objects and trajectories, no pixels) of :func:`family_video`'s video."""
     split_code(split)
     seed = video_seed(split, index, base_seed + _FAMILY_SALT[family])
     config = sample_world(
@@ -138,7 +164,7 @@ def family_video(
         min_objects=min_objects,
         max_objects=max_objects,
     )
-    return make_video(seed, config, split, f"{family}_{split}_{index:04d}")
+    return sample_scene(seed, config, split)
 
 
 def family_split(
@@ -161,3 +187,25 @@ def family_split(
 
 def _even(value: float) -> int:
     return int(round(value / 2)) * 2
+
+
+def lookalike_passes(scene: Scene, reach: float = 1.5) -> dict[int, bool]:
+    """Per target: whether a look-alike the description tells apart (same colour or same
+    shape, not both) comes within ``reach`` times their summed outer radii of it on some
+    frame where neither is hidden (overlapping at 1.0, brushing past up to about 1.5)."""
+    out = {}
+    for target in scene.targets:
+        passes = False
+        for other in scene.objects:
+            if other.is_target or (other.colour == target.colour) == (other.shape == target.shape):
+                continue
+            gap = np.linalg.norm(target.centers - other.centers, axis=1)
+            limit = reach * (target.radii * BOUND[target.shape] + other.radii * BOUND[other.shape])
+            shown = _shown(target) & _shown(other)
+            passes = passes or bool(((gap <= limit) & shown).any())
+        out[target.obj_id] = passes
+    return out
+
+
+def _shown(obj) -> np.ndarray:
+    return np.ones(len(obj.centers), bool) if obj.hidden is None else ~obj.hidden
