@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from fsam2lib.bench.accuracy import run_ablation, run_accuracy, run_text_effect
@@ -303,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         previous = _read_json(args.compare) if args.compare is not None else None
         result = _run_command(args)
+        words = sys.argv[1:] if argv is None else argv
+        result["command"] = "python -m fsam2lib.bench " + shlex.join(words)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     print(format_result(result))

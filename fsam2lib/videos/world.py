@@ -881,6 +881,28 @@ def _paint(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return frames, masks, areas
 
 
+def object_labels(scene: Scene) -> np.ndarray:
+    """uint8 ``[T, H, W]``: which object of ``scene.objects`` (its index + 1; 0 background)
+    each pixel shows, distractors included -- what the masks leave out, for figures that ask
+    where a look-alike is. Scenes with camera or sensor effects are refused (the warp would
+    have to be replayed)."""
+    if scene.effects is not None:
+        raise ValueError("object_labels needs a scene without camera or sensor effects")
+    cfg = scene.config
+    labels = np.zeros((cfg.num_frames, cfg.height, cfg.width), dtype=np.uint8)
+    for t in range(cfg.num_frames):
+        for k, obj in enumerate(scene.objects):  # bottom-first: later objects cover earlier
+            if obj.hidden is not None and obj.hidden[t]:
+                continue
+            (cx, cy), r, theta = obj.centers[t], obj.radii[t], obj.angles[t]
+            hit = rasterise(obj.shape, cx, cy, r, theta, cfg.height, cfg.width)
+            if hit is not None:
+                y0, x0, inside = hit[:3]
+                h, w = inside.shape
+                labels[t, y0 : y0 + h, x0 : x0 + w][inside] = k + 1
+    return labels
+
+
 def render_scene(scene: Scene, name: str | None = None) -> Video:
     """Paint a scene: frames, visible-pixel instance masks and the targets' descriptions."""
     frames, masks, _ = _paint(scene)

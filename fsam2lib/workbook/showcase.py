@@ -77,33 +77,23 @@ def find_return(videos: Sequence[Video], min_gap: int = 1) -> tuple[Video, int, 
     raise RuntimeError(f"none of {len(videos)} videos has a target that disappears and returns")
 
 
+WITH, WITHOUT = "with description", "without"
+
+
 @dataclass
-class TextOnReturn:
-    """One object tracked with and without descriptions at the same keep ratio."""
+class TextContrast:
+    """One video tracked twice at the same keep ratio, every object with its description and
+    with none (the text cue off), as ``bench text-effect`` runs it."""
 
-    kept: dict[str, np.ndarray]  # "with description" / "without": bool [T, gh, gw]
-    share: dict[str, np.ndarray]  # per frame, share of the object's tokens kept (NaN: absent)
-    jf: dict[str, float]  # J&F of the object over the video
+    labels: dict[str, np.ndarray]  # per run: predicted label map uint8 [T, H, W]
+    jf: dict[str, dict[int, float]]  # per run: J&F of each object over the video
+    video_jf: dict[str, float]  # per run: the video's J&F (the bench's per-video row)
+    kept: dict[str, dict[int, np.ndarray]]  # per run and object: kept tokens bool [T, gh, gw]
 
-
-def text_on_return(predictor, video: Video, obj_id: int, keep_ratio: float) -> TextOnReturn:
-    """Track every target of ``video`` under the router at ``keep_ratio`` twice -- each object
-    with its description, then with none (the text cue off) -- and follow ``obj_id``."""
-    from fsam2lib.evaluate import run_video, score_run
-    from fsam2lib.pruning.config import PruningConfig
-
-    pruning, describe = predictor.pruning, predictor.describe_object
-    kept, share, jf = {}, {}, {}
-    for label, texts in (("with description", video.descriptions), ("without", None)):
-        predictor.pruning = PruningConfig(keep_ratio=keep_ratio, strategy="router")
-        predictor.describe_object = None  # "without" must stay without: no automatic text
-        try:
-            run = run_video(predictor, video, texts=texts)
-        finally:  # the predictor is lent: leave it as it came
-            predictor.pruning, predictor.describe_object = pruning, describe
-        sel = viz.collect_scores(predictor, run.state, obj_id, video.num_frames).kept
-        kept[label] = sel
-        share[label] = np.array(
+    def share(self, label: str, video: Video, obj_id: int) -> np.ndarray:
+        """Per frame: the share of ``obj_id``'s tokens its run kept (NaN where absent)."""
+        sel = self.kept[label][obj_id]
+        return np.array(
             [
                 viz.kept_share(sel[t : t + 1], video.masks[t : t + 1] == obj_id)
                 if sel[t].any() and (video.masks[t] == obj_id).any()
@@ -111,9 +101,174 @@ def text_on_return(predictor, video: Video, obj_id: int, keep_ratio: float) -> T
                 for t in range(video.num_frames)
             ]
         )
+
+    def most_changed(self) -> int:
+        """The object whose J&F the description changed most (with minus without)."""
+        gains = {o: self.jf[WITH][o] - self.jf[WITHOUT][o] for o in self.jf[WITH]}
+        return max(gains, key=gains.get)
+
+
+def text_contrast(predictor, video: Video, keep_ratio: float) -> TextContrast:
+    """Track every target of ``video`` under the router at ``keep_ratio`` twice -- each object
+    with its description, then with none -- and keep what each run predicted and kept."""
+    from fsam2lib.evaluate import run_video, score_run
+    from fsam2lib.pruning.config import PruningConfig
+
+    pruning, describe = predictor.pruning, predictor.describe_object
+    labels, jf, video_jf, kept = {}, {}, {}, {}
+    for label, texts in ((WITH, video.descriptions), (WITHOUT, None)):
+        predictor.pruning = PruningConfig(keep_ratio=keep_ratio, strategy="router")
+        predictor.describe_object = None  # "without" must stay without: no automatic text
+        try:
+            run = run_video(predictor, video, texts=texts)
+        finally:  # the predictor is lent: leave it as it came
+            predictor.pruning, predictor.describe_object = pruning, describe
         scores = score_run(run, video)
-        jf[label] = float(scores.JF_per_object[scores.object_ids.index(obj_id)])
-    return TextOnReturn(kept, share, jf)
+        labels[label] = run.labels
+        jf[label] = {
+            o: float(v) for o, v in zip(scores.object_ids, scores.JF_per_object, strict=True)
+        }
+        video_jf[label] = float(scores.JF_mean)
+        kept[label] = {
+            o: viz.collect_scores(predictor, run.state, o, video.num_frames).kept
+            for o in scores.object_ids
+        }
+    return TextContrast(labels, jf, video_jf, kept)
+
+
+def largest_text_effect(result: dict, keep_ratio: float) -> tuple[str, float]:
+    """The video of a ``bench text-effect`` result whose J&F the description raised most at
+    ``keep_ratio``: (video name, router minus router without text, in J&F points x100)."""
+    with_text = f"router@{keep_ratio:.2f}"
+    without = f"router without text@{keep_ratio:.2f}"
+    rows = {(r["video"], r["config"]): r["J&F"] for r in result["videos"]}
+    names = sorted({video for video, _ in rows})
+    if (names[0], with_text) not in rows:
+        raise ValueError(
+            f"the result holds no {with_text!r} rows (keep ratios it ran: see its configs)"
+        )
+    gains = {n: rows[(n, with_text)] - rows[(n, without)] for n in names}
+    best = max(gains, key=gains.get)
+    return best, 100 * gains[best]
+
+
+@dataclass
+class Crossing:
+    """A video in which a look-alike passes a target: the video, its object labels (every
+    object, distractors included: ``world.object_labels``), the target's id, the look-alike's
+    label in ``labels`` and description, and the frames showing both."""
+
+    video: Video
+    labels: np.ndarray
+    obj_id: int
+    lookalike: int
+    lookalike_text: str
+    frames: list[int]
+
+
+def find_crossing(
+    split: str = "val", config: WorldConfig | None = None, base_seed: int = 0, max_tries: int = 500
+) -> Crossing:
+    """The first video of ``split`` in which a look-alike that the description tells apart
+    (same colour or same shape, not both) passes by a target (``worlds.lookalike_passes``).
+    ``config`` must have no camera or sensor effects (the default: the first world with a
+    look-alike steered past a target)."""
+    from fsam2lib.videos.world import object_labels
+    from fsam2lib.videos.worlds import lookalike_passes
+
+    cfg = config if config is not None else WorldConfig(min_distractors=1, near_prob=1.0)
+    for i in range(max_tries):
+        scene = sample_scene(video_seed(split, i, base_seed), cfg, split)
+        passing = [o for o, p in lookalike_passes(scene).items() if p]
+        if not passing:
+            continue
+        target = next(o for o in scene.targets if o.obj_id == passing[0])
+        k, look = next(
+            (k, o)
+            for k, o in enumerate(scene.objects)
+            if not o.is_target and (o.colour == target.colour) != (o.shape == target.shape)
+        )
+        video = render_scene(scene, f"{split}_{i:04d}")
+        labels = object_labels(scene)
+        both = [
+            t
+            for t in range(1, video.num_frames)
+            if (video.masks[t] == target.obj_id).any() and (labels[t] == k + 1).any()
+        ]
+        if both:
+            return Crossing(video, labels, target.obj_id, k + 1, look.description, both)
+    raise RuntimeError(f"no video among the first {max_tries} of split {split!r} has a crossing")
+
+
+@dataclass
+class BudgetChoice:
+    """Where a small budget goes under each description: per run, the share of the kept
+    query tokens that touch the target and that touch the look-alike (mean over the frames
+    showing both), and the kept tokens themselves."""
+
+    keep: int  # tokens kept per frame
+    on_target: dict[str, float]
+    on_lookalike: dict[str, float]
+    kept: dict[str, np.ndarray]  # per run: bool [T, gh, gw]
+
+
+def budget_choice(
+    predictor, crossing: Crossing, texts: dict[str, str | None], share: float = 0.6
+) -> BudgetChoice:
+    """Track the crossing's target once per description in ``texts`` (None: no text) with a
+    budget of ``share`` times the tokens the target and the look-alike cover together (the
+    median over the frames showing both), so that the budget cannot hold both: the
+    description has to choose."""
+    from fsam2lib.evaluate import run_video
+    from fsam2lib.pruning.config import PruningConfig
+
+    video, frames = crossing.video, crossing.frames
+    grid = predictor_grid(predictor)
+    hw = grid[0] * grid[1]
+    target = video.masks == crossing.obj_id
+    look = crossing.labels == crossing.lookalike
+    touching = [
+        (viz.cell_coverage(target[t], grid) > 0) | (viz.cell_coverage(look[t], grid) > 0)
+        for t in frames
+    ]
+    keep = max(4, int(share * np.median([m.sum() for m in touching])))
+    pruning, describe = predictor.pruning, predictor.describe_object
+    on_target, on_look, kept = {}, {}, {}
+    for label, text in texts.items():
+        predictor.pruning = PruningConfig(keep_ratio=keep / hw, min_tokens=keep, strategy="router")
+        predictor.describe_object = None
+        try:
+            run = run_video(
+                predictor,
+                video,
+                texts=None if text is None else {crossing.obj_id: text},
+                object_ids=[crossing.obj_id],
+            )
+        finally:
+            predictor.pruning, predictor.describe_object = pruning, describe
+        sel = viz.collect_scores(predictor, run.state, crossing.obj_id, video.num_frames).kept
+        kept[label] = sel
+        on_target[label] = _budget_share(sel, target, frames, grid)
+        on_look[label] = _budget_share(sel, look, frames, grid)
+    return BudgetChoice(keep, on_target, on_look, kept)
+
+
+def predictor_grid(predictor) -> tuple[int, int]:
+    """The token grid of the predictor's SAM2 (input size / 16)."""
+    side = predictor.image_size // 16
+    return side, side
+
+
+def _budget_share(
+    kept: np.ndarray, region: np.ndarray, frames: list[int], grid: tuple[int, int]
+) -> float:
+    """Mean over ``frames`` of the share of kept tokens whose cell ``region`` touches."""
+    shares = [
+        float((kept[t] & (viz.cell_coverage(region[t], grid) > 0)).sum() / kept[t].sum())
+        for t in frames
+        if kept[t].any()
+    ]
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def wrong_description(text: str, change: str = "both") -> str:
