@@ -238,13 +238,14 @@ def predictor_info(predictor, extra: dict) -> dict:
             MemoryAttentionDims.from_module(predictor.memory_attention)
         ),
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "threads": torch.get_num_threads(),
         **extra,
     }
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The device in words: the GPU's name, or the CPU's model and core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:

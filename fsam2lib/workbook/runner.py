@@ -59,6 +59,23 @@ def write_summary(build: Path, timings: dict[str, float]) -> Path:
     return out
 
 
+def write_times(out: Path, measured: Path, params: dict) -> None:
+    """Copy this run's notebook times (``measured``, written by :func:`run`) to ``out`` with
+    when, where and with which parameters they were measured."""
+    import torch
+
+    from fsam2lib.bench.spec import device_name
+
+    record = {
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": device_name(torch.device("cpu")),
+        "parameters": params,
+        "seconds": json.loads(measured.read_text()),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def run(only: list[str] | None, params: dict[str, str], build: Path) -> Path:
     import papermill as pm
 
@@ -76,6 +93,7 @@ def run(only: list[str] | None, params: dict[str, str], build: Path) -> Path:
             progress_bar=False,
         )
         timings[nb.stem] = time.time() - start
+    (build / "times.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}))
     return write_summary(build, timings)
 
 
@@ -93,6 +111,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("NAME", "VALUE"),
         help="papermill parameter for every notebook (value parsed as YAML)",
     )
+    parser.add_argument(
+        "--times",
+        type=Path,
+        default=None,
+        help="also write each notebook's run time here (JSON; the README's notebook table "
+        "reads docs/results/workbook/times.json)",
+    )
     parser.add_argument("--grid", type=Path, help="JSON grid of parameter sets (see grid.py)")
     parser.add_argument("--executor", default="serial", choices=EXECUTORS)
     parser.add_argument("--address", default=None, help="Ray cluster address")
@@ -107,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["FSAM2_BUILD"] = str(args.out.resolve())
         summary = run(args.only, params, args.out.resolve())
         print(f"[workbook] executed notebooks in {args.out / 'notebooks'}; summary: {summary}")
+        if args.times is not None:
+            write_times(args.times, args.out.resolve() / "times.json", params)
         return
     points = [(name, {**params, **point}) for name, point in read_grid(args.grid)]
     executor = Executor(args.executor, address=args.address, cpus_per_task=args.cpus_per_task)
