@@ -22,6 +22,8 @@ def _write_good_rehearsal(folder: Path) -> None:
         "clip_weights": "CLIP ViT-B-32 (RANDOM weights)",
     }
     (folder / "train_router.log").write_text("step 1\n" + json.dumps(router_report) + "\n")
+    mask_report = {**router_report, "objective": "mask", "steps": 2}
+    (folder / "train_router_mask.log").write_text(json.dumps(mask_report) + "\n")
     accuracy = {
         "random_weights": True,
         "weights_label": "RANDOM weights",
@@ -47,8 +49,9 @@ def test_a_complete_rehearsal_has_no_problems(tmp_path):
 
 def test_an_empty_folder_names_every_missing_output(tmp_path):
     found = rehearsal.problems(tmp_path)
-    assert len(found) == 4
-    for name in ("train_router.log", "accuracy.json", "06_real_checkpoints.ipynb", "nbval_summary"):
+    assert len(found) == 5
+    names = ("train_router.log", "train_router_mask.log", "accuracy.json", "06_real_checkpoints")
+    for name in (*names, "nbval_summary"):
         assert any(name in problem for problem in found), name
     assert rehearsal.main([str(tmp_path)]) == 1
 

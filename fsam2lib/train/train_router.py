@@ -785,6 +785,8 @@ def _train_mask(args, cfg: MaskObjectiveConfig, sam2_model, clip, router, meta: 
                 if recent
                 else None,
                 "out": str(args.out),
+                "sam2_weights": meta.get("sam2_weights"),
+                "clip_weights": meta.get("clip_weights"),
             }
         )
     )

@@ -21,6 +21,7 @@ def problems(folder: str | Path) -> list[str]:
     folder = Path(folder)
     found = []
     found += _router_problems(folder / "train_router.log")
+    found += _router_problems(folder / "train_router_mask.log")
     found += _accuracy_problems(folder / "accuracy.json")
     found += _notebook_problems(folder / "06_real_checkpoints.ipynb")
     found += _summary_problems(folder / "nbval_summary.json")
@@ -29,7 +30,7 @@ def problems(folder: str | Path) -> list[str]:
 
 def _router_problems(path: Path) -> list[str]:
     if not path.is_file():
-        return [f"{path} missing: train_router did not report"]
+        return [f"{path} missing: train_router ({path.stem}) did not report"]
     report = json.loads(path.read_text().strip().splitlines()[-1])  # its last line: JSON
     found = []
     for key in ("sam2_weights", "clip_weights"):
