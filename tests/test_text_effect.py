@@ -5,9 +5,14 @@ card's; these guard against a router, a world or a predictor change that loses t
 Floors sit below the figures measured on exactly these samples (in the comments), by margins
 that a broken text path (text cue ignored, or pulling tokens to the look-alike) would cross."""
 
-import pytest
-
 from fsam2lib.bench import ModelSpec, open_dataset, run_text_effect
+
+# MEASURE: set from the shipped router on exactly these samples (see the module docstring)
+CROSSING_VIDEOS = 12
+CROSSING_FLOOR = 0.0
+HARD_VIDEOS = 12
+HARD_FLOOR = -0.03
+HARD_PRIOR_FLOOR = 0.0
 
 
 def _contrasts(dataset: str, keep: float) -> dict:
