@@ -66,3 +66,30 @@ def test_headline_reads_the_files_it_names(tmp_path):
     fig = results.Figure("claim", "f/te.json", results.contrast("text effect@0.10"))
     table = results.headline_table((fig,), tmp_path)
     assert "| claim | +3.1 [+1.0, +5.0] | synthetic crossing world, val split, 3 videos |" in table
+
+
+def test_status_banner_reads_its_figures_from_the_evaluation():
+    from fsam2lib.workbook.status import status_text
+
+    rows = [
+        {
+            "world": w,
+            "videos": v,
+            "protocol": p,
+            "J&F": jf,
+            "ci95": [jf - 5, jf + 5],
+            "num_videos": 20,
+        }
+        for w, v, p, jf in [
+            ("classic", "single-object", "mask", 88.14),
+            ("classic", "multi-object", "mask", 84.8),
+            ("held_out", "single-object", "mask", 72.8),
+            ("held_out", "multi-object", "mask", 68.5),
+            ("classic", "single-object", "click", 63.3),
+            ("classic", "multi-object", "click", 13.7),
+            ("classic", "multi-object, memory bypassed", "mask", 12.4),
+        ]
+    ]
+    text = status_text({"rows": rows, "command": "python -m fsam2lib.evaluate --json x"})
+    assert "88.1 [83.1, 93.1]" in text and "12.4 [7.4, 17.4]" in text and "20 videos" in text
+    assert "MODEL_CARD" in status_text(None) and "88" not in status_text(None)
