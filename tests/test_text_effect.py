@@ -1,18 +1,22 @@
-"""The description earns its place with the shipped models: floors on small samples of the
-crossing split (where a look-alike passes a target and the description tells them apart) and
-the hard split (where it must at least not cost J&F). The 60-video tables are the model
-card's; these guard against a router, a world or a predictor change that loses the effect.
-Floors sit below the figures measured on exactly these samples (in the comments), by margins
-that a broken text path (text cue ignored, or pulling tokens to the look-alike) would cross."""
+"""What the description does with the shipped models, guarded on small samples of the
+crossing split (a look-alike passes a target; the description tells them apart) and the hard
+split (the last mask misleads). The 60-video tables are the model card's. Measured here: the
+shipped router neither gains nor loses J&F from the description on the crossing sample, and
+loses a little on the hard one, while it beats the mask prior by a wide margin. The floors
+sit below those figures by margins that a text cue pulling the kept tokens to the wrong
+object, or a router no better than the mask prior (the recall router: +1.8 points on 20
+hard videos), would cross."""
 
 from fsam2lib.bench import ModelSpec, open_dataset, run_text_effect
 
-# MEASURE: set from the shipped router on exactly these samples (see the module docstring)
+# Measured 2026-12-07 with the shipped router (the mask objective) on exactly these samples,
+# keep 0.1, J&F as fractions: crossing text effect -0.0002 [-0.004, +0.003]; hard text effect
+# -0.025 [-0.066, +0.002], router - mask prior +0.109 [+0.026, +0.190].
 CROSSING_VIDEOS = 12
-CROSSING_FLOOR = 0.0
+CROSSING_FLOOR = -0.01
 HARD_VIDEOS = 12
-HARD_FLOOR = -0.03
-HARD_PRIOR_FLOOR = 0.0
+HARD_FLOOR = -0.05
+HARD_PRIOR_FLOOR = 0.05
 
 
 def _contrasts(dataset: str, keep: float) -> dict:
@@ -20,7 +24,7 @@ def _contrasts(dataset: str, keep: float) -> dict:
     return {c["name"]: c for c in result["contrasts"]}
 
 
-def test_the_description_helps_where_a_lookalike_crosses():
+def test_the_description_costs_nothing_where_a_lookalike_crosses():
     contrasts = _contrasts(f"synthetic-crossing:val:{CROSSING_VIDEOS}", 0.1)
     effect = contrasts["text effect@0.10"]["difference"]
     assert effect >= CROSSING_FLOOR, (effect, CROSSING_FLOOR)
