@@ -165,3 +165,16 @@ def test_lookalike_world_holds_identical_twins_and_old_worlds_none():
     lookalike = sum(twins(worlds.family_scene("lookalike", "train", i)) for i in range(30))
     hard = sum(twins(worlds.family_scene("hard", "train", i)) for i in range(30))
     assert lookalike >= 3 and hard == 0
+
+
+def test_clips_of_a_folder_are_windows_with_their_frame_names():
+    from fsam2lib.videos.world import WorldConfig, make_video
+
+    video = make_video(3, WorldConfig(height=64, width=64, num_frames=8), "val")
+    draw = mask_objective.folder_source([video], frames=4)
+    clip = draw(np.random.default_rng(0))
+    assert clip.num_frames == 4 and len(clip.frame_names) == 4
+    start = int(clip.frame_names[0])
+    assert np.array_equal(clip.frames, video.frames[start : start + 4])
+    with pytest.raises(ValueError, match="no window"):
+        video.window(6, 4)

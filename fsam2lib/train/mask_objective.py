@@ -330,11 +330,7 @@ def folder_source(videos: list[Video], frames: int) -> Callable:
     def draw(rng: np.random.Generator) -> Video:
         video = usable[int(rng.integers(len(usable)))]
         start = int(rng.integers(video.num_frames - frames + 1))
-        return dataclasses.replace(
-            video,
-            frames=video.frames[start : start + frames],
-            masks=video.masks[start : start + frames],
-        )
+        return video.window(start, frames)
 
     return draw
 

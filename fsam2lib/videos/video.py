@@ -63,11 +63,22 @@ class Video:
             raise ValueError(f"count must be a positive int, got {count!r}")
         if count >= self.num_frames:
             return self
+        return self.window(0, count)
+
+    def window(self, start: int, count: int) -> Video:
+        """Frames ``start`` to ``start + count`` (exclusive) as a video of their own, with
+        their names, annotation flags and the descriptions (training clips)."""
+        if not 0 <= start < start + count <= self.num_frames:
+            raise ValueError(
+                f"video {self.name!r} has {self.num_frames} frames; no window of {count} "
+                f"from frame {start}"
+            )
+        stop = start + count
         return Video(
             self.name,
-            self.frames[:count],
-            self.masks[:count],
+            self.frames[start:stop],
+            self.masks[start:stop],
             dict(self.descriptions),
-            list(self.frame_names[:count]),
-            self.annotated[:count].copy(),
+            list(self.frame_names[start:stop]),
+            self.annotated[start:stop].copy(),
         )
