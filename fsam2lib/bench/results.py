@@ -131,7 +131,11 @@ def headline_table(figures: tuple[Figure, ...], root: Path = RESULTS_DIR) -> str
     rows = ["| claim | figure | measured on | results file |", "|---|---|---|---|"]
     for fig in figures:
         result = load(fig.file, root)
-        where = videos_of(result) if result["kind"] != "efficiency" else result["device_name"]
+        where = (
+            result["device_name"]
+            if result["kind"] in ("efficiency", "memory")
+            else videos_of(result)
+        )
         rows.append(f"| {fig.claim} | {fig.read(result)} | {where} | `{fig.file}` |")
     return "\n".join(rows)
 
@@ -212,12 +216,12 @@ COST = "2026-12-06-per-frame-path"
 # What the README's headline table shows, read from the results files.
 HEADLINE: tuple[Figure, ...] = (
     Figure(
-        "text effect at keep 0.1 where a look-alike crosses (router − same router without text)",
+        "text effect at keep 0.1 (router − router without text), look-alikes crossing",
         f"{MASK}/text_effect_crossing.json",
         contrast("text effect@0.10"),
     ),
     Figure(
-        "text effect at keep 0.1, hard world (targets vanish, cuts)",
+        "text effect at keep 0.1, hard world",
         f"{MASK}/text_effect_hard.json",
         contrast("text effect@0.10"),
     ),
@@ -227,32 +231,32 @@ HEADLINE: tuple[Figure, ...] = (
         contrast("text effect@0.10"),
     ),
     Figure(
-        "J&F lost by pruning to keep 0.3, classic world",
+        "J&F lost at keep 0.3, classic world",
         f"{MASK}/text_effect_classic.json",
         drop("router@0.30"),
     ),
     Figure(
-        "J&F lost by pruning to keep 0.1, held-out world (never trained on)",
+        "J&F lost at keep 0.1, held-out world",
         f"{MASK}/text_effect_held_out.json",
         drop("router@0.10"),
     ),
     Figure(
-        "router − mask-prior baseline at keep 0.1, held-out world",
+        "router − mask prior at keep 0.1, held-out world",
         f"{MASK}/text_effect_held_out.json",
         contrast("router - mask_prior@0.10"),
     ),
     Figure(
-        "speedup at keep 0.3, sam2.1_hiera_t 1024 px, 1 object (CPU, random weights)",
+        "speedup at keep 0.3, hiera_t 1024 px, 1 object",
         f"{COST}/eff1024.json",
         speedup("keep=0.30"),
     ),
     Figure(
-        "speedup at keep 0.3, 512 px, 8 objects (CPU, random weights)",
+        "speedup at keep 0.3, hiera_t 512 px, 8 objects",
         f"{COST}/eff512_obj.json",
         speedup("keep=0.30", objects=8),
     ),
     Figure(
-        "working set, 1024 px × 32 frames: stock / unpruned + lean state / pruned + lean",
+        "working set, hiera_t 1024 px × 32 frames",
         f"{COST}/mem1024_32.json",
         working_set(("stock", "stock+lean", "pruned+lean"), 32),
     ),
@@ -265,15 +269,22 @@ TIMES = "workbook/times.json"
 def notebooks_table(root: Path = RESULTS_DIR) -> str:
     """What each notebook shows (its title) and how long the main job took on it, from the
     times the main job wrote (``bash scripts/workbook.sh --times docs/results/workbook/times.json``)."""
-    times = load(TIMES, root)
+    times = load(TIMES, root) if (root / TIMES).is_file() else None
+    seconds_of = {} if times is None else times["seconds"]
     rows = ["| notebook | what it shows | seconds |", "|---|---|---|"]
     for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
         title = json.loads(path.read_text())["cells"][0]["source"][0].strip("# \n")
         shows = title.split("·", 1)[-1].strip()
-        seconds = times["seconds"].get(path.stem)
+        seconds = seconds_of.get(path.stem)
         rows.append(f"| `{path.stem}` | {shows} | {'-' if seconds is None else round(seconds)} |")
     rows.append("")
-    rows.append(f"Seconds: the main job on {times['machine']}, {times['created'][:10]}.")
+    if times is None:
+        rows.append(
+            f"Seconds: not measured since the notebooks last changed; `bash scripts/workbook.sh "
+            f"--times docs/results/{TIMES}` measures them."
+        )
+    else:
+        rows.append(f"Seconds: the main job on {times['machine']}, {times['created'][:10]}.")
     return "\n".join(rows)
 
 
