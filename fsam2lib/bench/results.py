@@ -151,13 +151,8 @@ def results_page(root: Path = RESULTS_DIR) -> str:
     ]
     for folder in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
         readme = folder / "README.md"
-        parts += [
-            "",
-            readme.read_text().strip().replace("\n# ", "\n## ", 1)
-            if readme.is_file()
-            else f"## {folder.name}",
-        ]
-        parts[-1] = "#" + parts[-1] if parts[-1].startswith("# ") else parts[-1]
+        text = readme.read_text().strip() if readme.is_file() else f"# {folder.name}"
+        parts += ["", "#" + text if text.startswith("# ") else f"## {folder.name}\n\n{text}"]
         for path in sorted(folder.glob("*.json")):
             result = json.loads(path.read_text())
             if "kind" not in result:
