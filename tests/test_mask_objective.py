@@ -94,6 +94,26 @@ def test_bad_objective_settings_name_the_problem():
         MaskObjectiveConfig(text_off=1.5)
     with pytest.raises(ValueError, match="2 frames"):
         MaskObjectiveConfig(frames=1)
+    with pytest.raises(ValueError, match="text_cue_weight"):
+        MaskObjectiveConfig(text_cue_weight=-1)
+
+
+def test_text_cue_loss_prefers_the_described_object_over_its_look_alike():
+    """The clip-frame text loss is lowest for a cue on the target, highest for one on the
+    other object (a hard negative), with a cue on background between them."""
+    size, grid = 32, (4, 4)
+    target = torch.zeros(1, 1, size, size)
+    target[..., :8, :8] = 1  # token (0, 0)
+    other = torch.zeros(1, 1, size, size)
+    other[..., 24:, 24:] = 1  # token (3, 3)
+
+    def loss_with_cue_on(token: int) -> float:
+        text = torch.full((1, 16), -1.0)
+        text[0, token] = 1.0
+        return float(mask_objective.text_cue_loss(text, target, other, grid))
+
+    on_target, on_background, on_other = (loss_with_cue_on(t) for t in (0, 5, 15))
+    assert on_target < on_background < on_other
 
 
 def test_steps_without_text_come_at_the_configured_share():

@@ -21,7 +21,11 @@ object to follow. Here the router is trained on what SAM2 does with its choice:
   against, so that the router learns to do without the description as well as with it;
 - clips come from worlds where the description can tell the target from a look-alike
   (``lookalike``, ``hard``) and from worlds where it cannot (``lookalike``'s identical twins):
-  there the mask loss teaches the router to stay quiet.
+  there the mask loss teaches the router to stay quiet;
+- optionally (``text_cue_weight``) the recall objective's loss on the raw text cue stays on:
+  a BCE in which the target's tokens are positives and the other objects' tokens weighted
+  negatives. Why: trained on the mask loss alone, the first mask router let its text cue drift
+  (it told the described object from the others on fewer frames) and gave it almost no weight.
 
 SAM2 and CLIP stay frozen (no parameter of theirs is trained; gradients pass through them).
 Start from a recall-trained router (``--init``). Resumable: the weights file records step,
@@ -50,6 +54,7 @@ from fsam2lib.pruning.config import CUES
 from fsam2lib.pruning.router import TokenRouter, reads_detail
 from fsam2lib.pruning.scorers import ScoringInputs
 from fsam2lib.pruning.selection import mask_tokens, num_kept, prioritise
+from fsam2lib.train.text_cue_loss import text_cue_bce
 from fsam2lib.train.train_sam2_micro import dice_loss, focal_loss
 from fsam2lib.videos.frames import to_model_input
 from fsam2lib.videos.video import Video
@@ -78,6 +83,9 @@ class MaskObjectiveConfig:
     focal_weight: float = 20.0  # SAM2's own weights (train_sam2_micro)
     dice_weight: float = 1.0
     score_weight: float = 1.0
+    # weight of the text cue's own loss (the recall objective's, hard negatives included);
+    # 0: the mask loss alone
+    text_cue_weight: float = 0.0
     temperature: float = 0.5  # soft gate width, in standard deviations of the frame's scores
     prompt_radius: int = 1  # PruningConfig.prompt_radius: the prompted frame's object tokens
     min_tokens: int = 16  # PruningConfig.min_tokens
@@ -100,6 +108,8 @@ class MaskObjectiveConfig:
             )
         if not self.worlds:
             raise ValueError("worlds must name at least one family to draw clips from")
+        if self.text_cue_weight < 0:
+            raise ValueError(f"text_cue_weight must be >= 0, got {self.text_cue_weight}")
 
 
 def straight_through_keep(
@@ -130,6 +140,7 @@ class Clips:
 
     images: Tensor  # [clips * T, 3, S, S], clip-major
     masks: Tensor  # [T, B, 1, S, S] float; B = number of (clip, object) targets
+    others: Tensor  # [T, B, 1, S, S] float: the clip's other objects, for each target
     clip_of: Tensor  # [B] clip of each target
     texts: list[str]  # [B] each target's description
     num_frames: int
@@ -146,7 +157,7 @@ def make_clips(
 ) -> Clips:
     """``cfg.clips`` clips from ``source(rng)`` (a video), each with up to
     ``objects_per_clip`` described targets visible on its first frame."""
-    images, targets, clip_of, texts = [], [], [], []
+    images, targets, others, clip_of, texts = [], [], [], [], []
     while len(images) < cfg.clips:
         video = source(rng)
         frames, masks = video.frames[: cfg.frames], video.masks[: cfg.frames]
@@ -154,13 +165,19 @@ def make_clips(
         if not visible or len(frames) < cfg.frames:
             continue
         for k in rng.permutation(visible)[: cfg.objects_per_clip]:
-            target = torch.from_numpy(masks == k).float()[:, None]
-            targets.append(F.interpolate(target, size=(image_size, image_size), mode="nearest"))
+            for out, mask in ((targets, masks == k), (others, (masks != k) & (masks > 0))):
+                mask = torch.from_numpy(mask & (masks != 255)).float()[:, None]
+                out.append(F.interpolate(mask, size=(image_size, image_size), mode="nearest"))
             clip_of.append(len(images))
             texts.append(video.descriptions[int(k)])
         images.append(to_model_input(frames, image_size))
     return Clips(
-        torch.cat(images), torch.stack(targets, 1), torch.tensor(clip_of), texts, cfg.frames
+        torch.cat(images),
+        torch.stack(targets, 1),
+        torch.stack(others, 1),
+        torch.tensor(clip_of),
+        texts,
+        cfg.frames,
     )
 
 
@@ -198,7 +215,7 @@ def clip_loss(
     detail = reads_detail(router)
     output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     prev_low, prev_conditioned = None, None
-    totals = {"mask": 0.0, "score": 0.0}
+    totals = {"mask": 0.0, "score": 0.0, "text_cue": 0.0}
     iou_sum, counted = 0.0, 0
     for t in range(t_count):
         index = clips.clip_of * t_count + t
@@ -206,7 +223,7 @@ def clip_loss(
         pos_t = [p.index_select(1, index) for p in pos]
         curr = feats_t[-1]  # [H*W, B, C]
         first = t == 0
-        scores = router(
+        routed = router(
             ScoringInputs(
                 features=curr.permute(1, 2, 0).reshape(b, -1, h, w),
                 frame_idx=t,
@@ -217,7 +234,12 @@ def clip_loss(
                 if detail
                 else None,
             )
-        )["combined"]
+        )
+        scores = routed["combined"]
+        if "text" in cues and cfg.text_cue_weight > 0:
+            totals["text_cue"] = totals["text_cue"] + text_cue_loss(
+                routed["text"], clips.masks[t], clips.others[t], (h, w)
+            )
         if first:
             mask_inputs = clips.masks[0] > 0.5
             current, sam_outputs, _, _ = model._track_step(
@@ -267,10 +289,24 @@ def clip_loss(
         stored.gate = gate
         output_dict["cond_frame_outputs" if first else "non_cond_frame_outputs"][t] = stored
         prev_low = low_res.detach()
-    losses = {k: v / counted for k, v in totals.items()}
-    losses["total"] = losses["mask"] + cfg.score_weight * losses["score"]
+    losses = {k: torch.as_tensor(v / counted) for k, v in totals.items()}
+    losses["text_cue"] = torch.as_tensor(totals["text_cue"] / t_count)  # every frame scored
+    losses["total"] = (
+        losses["mask"]
+        + cfg.score_weight * losses["score"]
+        + cfg.text_cue_weight * losses["text_cue"]
+    )
     losses["iou"] = torch.tensor(iou_sum / counted)
     return losses
+
+
+def text_cue_loss(text: Tensor, target: Tensor, others: Tensor, grid: tuple[int, int]) -> Tensor:
+    """:func:`~fsam2lib.train.text_cue_loss.text_cue_bce` for one frame of a clip: the
+    target's tokens (any overlap with ``target`` ``[B, 1, S, S]``) against the rest, the other
+    objects' tokens as hard negatives."""
+    positive = F.adaptive_max_pool2d(target, grid).flatten(1)
+    other = F.adaptive_max_pool2d(others, grid).flatten(1) * (1 - positive)
+    return text_cue_bce(text, positive, other)
 
 
 def _detached(output: dict) -> dict:

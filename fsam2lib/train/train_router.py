@@ -52,22 +52,13 @@ from fsam2lib.train.mask_objective import (
     folder_source,
     train_mask_objective,
 )
+from fsam2lib.train.text_cue_loss import HARD_NEGATIVE_WEIGHT, TEXT_CUE_WEIGHT, text_cue_bce
 from fsam2lib.videos.frames import to_model_input
 from fsam2lib.videos.video import Video
 from fsam2lib.videos.world import WorldConfig, make_split
 from fsam2lib.videos.worlds import family_split
 
 SAM2_BASE = "sam2.modeling.sam2_base.SAM2Base"
-# Auxiliary loss on the raw text cue (a cosine in [-1, 1], scaled to logits). Trained only
-# through the combining MLP, the text cue carried whatever helped the MLP most — with the
-# mask prior dominant, often the object's appearance rather than the description, and with
-# either sign — so its heatmaps did not read as "where the text points".
-# Other objects' tokens are hard negatives for the text cue: without extra weight they are a
-# sliver of the negatives, and a cue that lights up every object (or every red one) scores
-# almost as well as one that follows the description.
-TEXT_CUE_SCALE = 10.0
-TEXT_CUE_WEIGHT = 0.5
-HARD_NEGATIVE_WEIGHT = 3.0  # 0: plain negatives; 1: weighted like the positives
 TEXT_CONTEXT = 3  # token-projection kernel for the text cue (RouterConfig.text_context)
 TRAINING_WORLDS = ("classic", "broad")  # held_out and hard stay unseen
 MISLEADING = 0.0  # share of training samples whose simulated previous mask points elsewhere
@@ -340,11 +331,7 @@ def router_loss(
     pos_weight = ((1 - target).sum() / target.sum().clamp(min=1)).clamp(max=20)
     loss = F.binary_cross_entropy_with_logits(out["combined"], target, pos_weight=pos_weight)
     if "text" in cues:  # the text cue must single out the described object on its own
-        text_logits = TEXT_CUE_SCALE * out["text"]
-        weight = 1 + hard_negative_weight * (pos_weight - 1) * batch.others.float()
-        aux = F.binary_cross_entropy_with_logits(
-            text_logits, target, weight=weight, pos_weight=pos_weight
-        )
+        aux = text_cue_bce(out["text"], target, batch.others, hard_negative_weight, pos_weight)
         loss = loss + TEXT_CUE_WEIGHT * aux
     return loss
 
@@ -598,9 +585,16 @@ def main(argv: list[str] | None = None) -> None:
         help="share of steps trained without the text cue",
     )
     mask.add_argument(
+        "--text-cue-weight",
+        type=float,
+        default=MaskObjectiveConfig.text_cue_weight,
+        help="weight of the text cue's own loss (the recall objective's) beside the mask loss",
+    )
+    mask.add_argument(
         "--mask-worlds",
         default=",".join(MASK_WORLDS),
-        help="synthetic families the clips come from (held_out and crossing stay unseen)",
+        help="synthetic families the clips come from, drawn evenly (name one twice to draw "
+        "it twice as often; held_out and crossing stay unseen)",
     )
     mask.add_argument("--lr", type=float, default=MaskObjectiveConfig.lr)
     mask.add_argument("--log", type=Path, default=None, help="JSON lines, one per step")
@@ -745,6 +739,7 @@ def _mask_config(args) -> MaskObjectiveConfig:
         keep_min=keep[0],
         keep_max=keep[-1],
         text_off=args.text_off,
+        text_cue_weight=args.text_cue_weight,
         lr=args.lr,
         worlds=worlds,
         seed=args.seed,
