@@ -195,6 +195,11 @@ def test_grid_figures_have_one_panel_per_row_and_frame(video):
     assert [ax.get_title() for ax in fig.axes] == ["frame 1: 12% kept", "frame 2: 12% kept"]
     fig = viz.plot_masks(video, {"pred": video.masks}, [0, 1, 2])
     assert len(fig.axes) == 6 and fig.axes[3].get_ylabel() == "pred"
+    # the frames are drawn as they are (objects keep their colours), objects outlined
+    assert np.array_equal(fig.axes[0].get_images()[0].get_array(), video.frames[0])
+    (legend,) = fig.legends
+    names = [t.get_text() for t in legend.get_texts()]
+    assert names == [f"object {k}: {video.descriptions[k]}" for k in sorted(video.descriptions)]
     with pytest.raises(IndexError, match="outside"):
         viz.plot_masks(video, {}, [3])
     with pytest.raises(ValueError, match="maps must be"):

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from fsam2lib.pruning.selection import num_kept
 from fsam2lib.videos.video import Video
@@ -271,7 +272,7 @@ def label_overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.55) ->
     for k in np.unique(labels):
         if k in (0, 255):
             continue
-        colour = _ID_COLOURS[(int(k) - 1) % len(_ID_COLOURS)]
+        colour = _id_colour(k)
         sel = labels == k
         out[sel] = (1 - alpha) * out[sel] + alpha * colour
     return (out * 255).astype(np.uint8)
@@ -403,31 +404,59 @@ def plot_masks(
     title: str | None = None,
     with_truth: bool = True,
 ) -> Figure:
-    """Label maps ``[T, H, W]`` side by side: one row per prediction (ground truth first)."""
+    """Label maps ``[T, H, W]`` side by side: one row per prediction (ground truth first),
+    each object outlined in its own colour over the untouched frame, so the objects keep
+    their true colours (a filled tint drew the orange square blue), and a legend naming each
+    outlined object by id and description."""
     frames = _check_frames(video, frames)
     rows = {"ground truth": video.masks} if with_truth else {}
     rows.update(predictions)
     fig, axes = plt.subplots(
         len(rows),
         len(frames),
-        figsize=(2.3 * len(frames), 2.3 * len(rows)),
+        figsize=(2.3 * len(frames), 2.3 * len(rows) + 0.4),
         squeeze=False,
         constrained_layout=True,
     )
+    drawn: set[int] = set()
     for r, (label, labels) in enumerate(rows.items()):
         if labels.shape != video.masks.shape:
             raise ValueError(f"{label!r}: label maps {labels.shape} != video {video.masks.shape}")
         for c, t in enumerate(frames):
             ax = axes[r, c]
-            ax.imshow(label_overlay(video.frames[t], labels[t]))
+            ax.imshow(video.frames[t])
+            drawn |= _outline_objects(ax, labels[t])
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(f"frame {t}")
         axes[r, 0].set_ylabel(label)
+    if drawn:
+        handles = [
+            Line2D([], [], color=_id_colour(k), lw=2, label=_object_label(video, k))
+            for k in sorted(drawn)
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)))
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _id_colour(obj_id: int) -> np.ndarray:
+    return _ID_COLOURS[(int(obj_id) - 1) % len(_ID_COLOURS)]
+
+
+def _object_label(video: Video, obj_id: int) -> str:
+    text = video.descriptions.get(obj_id)
+    return f"object {obj_id}" + (f": {text}" if text else "")
+
+
+def _outline_objects(ax, labels: np.ndarray) -> set[int]:
+    """Outline each object id of a label map (255 = void, left alone); the ids drawn."""
+    ids = {int(k) for k in np.unique(labels) if k not in (0, 255)}
+    for k in sorted(ids):
+        ax.contour(labels == k, levels=[0.5], colors=[_id_colour(k)], linewidths=1.6)
+    return ids
 
 
 def plot_map_grid(
