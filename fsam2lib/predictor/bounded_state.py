@@ -126,10 +126,13 @@ def release_behind(model, state: dict, frame_idx: int, reverse: bool, records: d
 
 
 def check_not_released(model, state: dict, obj_id: object, frame_idx: int) -> None:
-    """Fail before a prompt on ``frame_idx`` would read a released output of ``obj_id``
-    (SAM2 reads up to :func:`read_window` frames on either side, depending on direction)."""
+    """Fail before a prompt on ``frame_idx`` would read a released output: of ``obj_id`` on
+    the frames its prompt reads (up to :func:`read_window` frames on either side, depending on
+    direction), or of any object on ``frame_idx`` itself (SAM2 shows every object's mask on a
+    prompted frame, reading each one's stored output there)."""
+    check_frame_kept(state, frame_idx, "a prompt on")
     obj_idx = state["obj_id_to_idx"].get(obj_id)
-    if obj_idx is None:
+    if obj_idx is None:  # a new object's first prompt reads no memory
         return
     stored = state["output_dict_per_obj"][obj_idx]["non_cond_frame_outputs"]
     window = read_window(model)
@@ -139,10 +142,53 @@ def check_not_released(model, state: dict, obj_id: object, frame_idx: int) -> No
             f"a prompt on frame {frame_idx} for object {obj_id!r} reads the outputs of frames "
             f"{frame_idx - window}..{frame_idx + window}, and the bounded inference state "
             f"(StatePolicy.bounded) released frames {near[0]}..{near[-1]} of them while "
-            "tracking. Prompt a frame within the last tracked window, re-propagate from a "
-            "prompted frame first, or build the predictor with state_policy='stock' (or "
-            "StatePolicy(bounded=False)) to keep every output"
+            f"tracking. {_WHAT_TO_DO}"
         )
+
+
+def check_frame_kept(state: dict, frame_idx: int, doing: str) -> None:
+    """Fail before an operation that shows every object's mask on ``frame_idx`` (a prompt, a
+    cleared prompt, a removed object's prompted frames) finds one of them released."""
+    for obj_idx, outputs in state["output_dict_per_obj"].items():
+        if frame_idx in getattr(outputs["non_cond_frame_outputs"], "released", ()):
+            obj_id = state["obj_idx_to_id"][obj_idx]
+            raise ReleasedFrameError(
+                f"{doing} frame {frame_idx} shows every object's mask there, and the bounded "
+                f"inference state (StatePolicy.bounded) released object {obj_id!r}'s output on "
+                f"that frame while tracking. {_WHAT_TO_DO}"
+            )
+
+
+def check_propagation_start(model, state: dict, start: int | None, reverse: bool) -> None:
+    """Fail before a propagation from ``start`` (SAM2's default: the earliest prompted frame)
+    would read a released output: its first frames read up to :func:`read_window` frames
+    behind the start, in tracking order. Checked before SAM2 moves any prompt into memory."""
+    if start is None:
+        per_obj = (state["output_dict_per_obj"], state["temp_output_dict_per_obj"])
+        starts = [t for d in per_obj for o in d.values() for t in o["cond_frame_outputs"]]
+        if not starts:
+            return  # nothing prompted: SAM2's own refusal follows
+        start = min(starts)
+    window = read_window(model)
+    behind = range(start + 1, start + window + 1) if reverse else range(start - window, start)
+    for obj_idx, outputs in state["output_dict_per_obj"].items():
+        released = getattr(outputs["non_cond_frame_outputs"], "released", set())
+        near = sorted(t for t in behind if t in released)
+        if near:
+            obj_id = state["obj_idx_to_id"][obj_idx]
+            raise ReleasedFrameError(
+                f"a propagation from frame {start} ({'reverse' if reverse else 'forward'}) reads "
+                f"the outputs of frames {behind.start}..{behind.stop - 1}, and the bounded "
+                f"inference state (StatePolicy.bounded) released frames {near[0]}..{near[-1]} of "
+                f"object {obj_id!r} while tracking. {_WHAT_TO_DO}"
+            )
+
+
+_WHAT_TO_DO = (
+    "Prompt a frame within the last tracked window, re-propagate from a prompted frame first, "
+    "or build the predictor with state_policy='stock' (or StatePolicy(bounded=False)) to keep "
+    "every output"
+)
 
 
 def trim_records(records: dict, limit: int | None) -> None:

@@ -72,6 +72,24 @@ def check_frame_idx(state: dict, frame_idx: object) -> int:
     return int(frame_idx)
 
 
+def check_every_object_prompted(state: dict) -> None:
+    """Before a propagation: every object has a prompt. SAM2 checks this too, but only after
+    it has started moving prompts into the tracking memory, so a refusal there leaves the
+    state half changed (seen with an object that ``clear_all_prompts_in_frame`` left without
+    any prompt). The messages are SAM2's own."""
+    if not state["obj_ids"]:
+        raise RuntimeError(
+            "No input points or masks are provided for any object; please add inputs first."
+        )
+    for obj_idx, obj_id in state["obj_idx_to_id"].items():
+        outputs = (state["output_dict_per_obj"], state["temp_output_dict_per_obj"])
+        if not any(per_obj[obj_idx]["cond_frame_outputs"] for per_obj in outputs):
+            raise RuntimeError(
+                f"No input points or masks are provided for object id {obj_id}; please add "
+                "inputs first."
+            )
+
+
 def check_obj_id(obj_id: object) -> None:
     """An object id as sam2 keys them: an int (or a string), never a bool or None."""
     if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer, str)):

@@ -35,8 +35,9 @@ Inference-state additions (``state["fsam2"]``, see :mod:`~fsam2lib.predictor.rec
 keyed by client object id (stable under ``remove_object``): ``"text"`` (description,
 embedding, source) and ``"records"`` (per frame: scores per cue, combined, kept query /
 memory indices, the config used; ``token_scores`` shows one as ``TokenScores``). Each
-frame's ``TrackedOutput`` carries its kept memory indices and, for ``fill="previous"``, its
-memory-conditioned features (kept on prompted frames and on the latest tracked frame only).
+frame's ``TrackedOutput`` carries its kept memory indices and, when the frame is processed
+under a pruning strategy with ``fill="previous"``, its memory-conditioned features (the next
+frame's fill; kept on prompted frames and on the latest tracked frame only).
 
 What the state stores is set by ``predictor.state_policy``
 (:class:`~fsam2lib.predictor.state_policy.StatePolicy`): by default a pruned frame's memory
@@ -66,7 +67,9 @@ from sam2.sam2_video_predictor import SAM2VideoPredictor
 from torch import Tensor
 
 from fsam2lib.predictor.bounded_state import (
+    check_frame_kept,
     check_not_released,
+    check_propagation_start,
     release_behind,
     trim_heap,
     trim_records,
@@ -74,6 +77,7 @@ from fsam2lib.predictor.bounded_state import (
 from fsam2lib.predictor.frame_pruning import prompt_points, score_frame, select_memory
 from fsam2lib.predictor.input_checks import (
     VIDEO_SUFFIXES,
+    check_every_object_prompted,
     check_frame_idx,
     check_mask,
     check_obj_id,
@@ -287,6 +291,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             raise ValueError(
                 f"max_frame_num_to_track must be an int >= 0, got {max_frame_num_to_track!r}"
             )
+        check_every_object_prompted(inference_state)
+        check_propagation_start(self, inference_state, start_frame_idx, reverse)
         frames = super().propagate_in_video(
             inference_state, start_frame_idx, max_frame_num_to_track, reverse
         )
@@ -308,8 +314,24 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         inference_state[SIDE_KEY] = new_side_entry()
 
     @torch.inference_mode()
+    def clear_all_prompts_in_frame(self, inference_state, frame_idx, obj_id, need_output=True):
+        """Stock, for a known object only: stock SAM2 registers an unknown id as a new object
+        with no prompt, which every later propagation then refuses."""
+        check_frame_idx(inference_state, frame_idx)
+        self._check_obj(inference_state, obj_id)
+        check_frame_kept(inference_state, frame_idx, "clearing the prompts on")
+        return super().clear_all_prompts_in_frame(
+            inference_state, frame_idx, obj_id, need_output=need_output
+        )
+
+    @torch.inference_mode()
     def remove_object(self, inference_state, obj_id, strict=False, need_output=True):
         """Stock ``remove_object``; also forgets the object's text and token records."""
+        obj_idx = inference_state["obj_id_to_idx"].get(obj_id)
+        if obj_idx is not None and len(inference_state["obj_ids"]) > 1:
+            prompted = set(inference_state["point_inputs_per_obj"][obj_idx])
+            for t in sorted(prompted | set(inference_state["mask_inputs_per_obj"][obj_idx])):
+                check_frame_kept(inference_state, t, f"removing object {obj_id!r} from")
         result = super().remove_object(
             inference_state, obj_id, strict=strict, need_output=need_output
         )
@@ -414,7 +436,8 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
         finally:
             self._call = self._features_memo = None
         tracked = TrackedOutput(out, frame_idx, is_init_cond_frame, reverse, prompted)
-        tracked.conditioned = call.conditioned
+        if self.pruning.strategy != "none" and self.pruning.fill == "previous":
+            tracked.conditioned = call.conditioned  # the next frame's fill reads it
         previous = _neighbour_output(output_dict, frame_idx, reverse)
         if isinstance(previous, TrackedOutput) and not previous.prompted:
             previous.conditioned = None  # only the latest tracked frame's is needed
