@@ -55,7 +55,7 @@ FRAMES = 10
 OBJECT_IDS = (1, 2, 3)
 SOURCES = ("frames", "jpeg", "mp4")
 SHORT_MEMORY = {"num_maskmem": 3, "max_obj_ptrs_in_encoder": 4}
-EXAMPLES = int(os.environ.get("FSAM2_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("FSAM2_FUZZ_EXAMPLES", "16"))
 STEPS = 20
 # SAM2's own refusals (sam2 1.1.0), raised by every predictor alike
 SAM2_REFUSALS = ("No input points or masks are provided",)
@@ -184,16 +184,10 @@ class Interactions(RuleBasedStateMachine):
     def _step(self, rule_name: str, action, meta: bool = True) -> None:
         """``action(predictor, state)`` on every predictor, compared as the module says."""
         COUNTS[rule_name] += 1
-        lean_state = self.states["lean"]
-        before = digest(lean_state)
-        try:
-            lean = frames_of(action(self.p.lean, lean_state))
-        except Exception as err:
-            assert documented(err), f"{rule_name}: undocumented {type(err).__name__}: {err}"
-            assert digest(lean_state) == before, f"{rule_name} refused after changing the state"
-            COUNTS[f"{rule_name}: refused ({type(err).__name__})"] += 1
-            if not isinstance(err, ReleasedFrameError):  # not the lean policy's own refusal
-                with pytest.raises(type(err)):
+        lean, refusal = self._attempt("lean", rule_name, action)
+        if refusal is not None:
+            if not isinstance(refusal, ReleasedFrameError):  # not the lean policy's own
+                with pytest.raises(type(refusal)):
                     action(self.p.stock_policy, self.states["stock_policy"])
             return
         stock = frames_of(action(self.p.stock_policy, self.states["stock_policy"]))
@@ -206,19 +200,21 @@ class Interactions(RuleBasedStateMachine):
                 self.meta_alive = False
             else:
                 assert_same_masks(lean, theirs, f"{rule_name}: project vs Meta's predictor")
-        self._pruned(rule_name, action)
+        pruned, _ = self._attempt("pruned", f"{rule_name} at keep 0.3", action)
+        assert all(torch.isfinite(m).all() for _, _, m in pruned or []), rule_name
 
-    def _pruned(self, rule_name: str, action) -> None:
-        state = self.states["pruned"]
+    def _attempt(self, name: str, label: str, action) -> tuple[list | None, Exception | None]:
+        """``action`` on one predictor: its masks, or its refusal, which must be documented
+        and leave that predictor's state as it was (counted under ``label``)."""
+        state = self.states[name]
         before = digest(state)
         try:
-            out = frames_of(action(self.p.pruned, state))
+            return frames_of(action(getattr(self.p, name), state)), None
         except Exception as err:
-            assert documented(err), f"{rule_name} at keep 0.3: {type(err).__name__}: {err}"
-            assert digest(state) == before, f"{rule_name} at keep 0.3 refused after a change"
-            COUNTS[f"{rule_name} at keep 0.3: refused ({type(err).__name__})"] += 1
-            return
-        assert all(torch.isfinite(m).all() for _, _, m in out), rule_name
+            assert documented(err), f"{label}: undocumented {type(err).__name__}: {err}"
+            assert digest(state) == before, f"{label} refused after changing the state"
+            COUNTS[f"{label}: refused ({type(err).__name__})"] += 1
+            return None, err
 
     def has_objects(self) -> bool:
         """Whether an object was prompted (the rules that need one run only then: without,
@@ -294,6 +290,14 @@ class Interactions(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: self.has_objects())
+    @rule()
+    def propagate_everything(self) -> None:
+        """The call most users make, as its own rule: hypothesis enables a random subset of
+        the rules in each sequence (swarm testing), and propagation must run in most."""
+        COUNTS["propagate_in_video forward"] += 1
+        self._step("propagate_in_video", lambda p, s: list(p.propagate_in_video(s)))
+
+    @precondition(lambda self: self.has_objects())
     @rule(obj=st.sampled_from(OBJECT_IDS))
     def remove(self, obj: int) -> None:
         self._step("remove_object", lambda p, s: p.remove_object(s, obj))
@@ -354,13 +358,19 @@ def _two_objects_tracked(predictor, video):
     return state
 
 
-def test_clearing_the_prompts_of_an_unknown_object_is_refused(tmp_path):
-    """Stock SAM2 registers the unknown id as an object without a prompt, and every later
-    propagation refuses it (found by the state machine)."""
+def _object_1_prompted(tmp_path):
+    """The lean predictor, the test video and a state with object 1 prompted on frame 0."""
     lean = predictors().lean
     video, _, _ = video_files(str(tmp_path))
     state = init_state_from_frames(lean, video.frames)
     lean.add_new_mask(state, 0, 1, video.masks[0] == 1)
+    return lean, video, state
+
+
+def test_clearing_the_prompts_of_an_unknown_object_is_refused(tmp_path):
+    """Stock SAM2 registers the unknown id as an object without a prompt, and every later
+    propagation refuses it (found by the state machine)."""
+    lean, _, state = _object_1_prompted(tmp_path)
     before = digest(state)
     with pytest.raises(KeyError, match="unknown object id 2"):
         lean.clear_all_prompts_in_frame(state, 0, 2)
@@ -371,10 +381,7 @@ def test_clearing_the_prompts_of_an_unknown_object_is_refused(tmp_path):
 def test_a_propagation_with_an_unprompted_object_is_refused_before_anything_moves(tmp_path):
     """SAM2 finds the object without a prompt only after moving the other objects' prompts
     into tracking memory (found by the state machine)."""
-    lean = predictors().lean
-    video, _, _ = video_files(str(tmp_path))
-    state = init_state_from_frames(lean, video.frames)
-    lean.add_new_mask(state, 0, 1, video.masks[0] == 1)
+    lean, video, state = _object_1_prompted(tmp_path)
     lean.add_new_mask(state, 3, 2, video.masks[3] == 2)
     lean.clear_all_prompts_in_frame(state, 3, 2)  # object 2 keeps no prompt
     before = digest(state)
