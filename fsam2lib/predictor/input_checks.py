@@ -81,8 +81,8 @@ def check_every_object_prompted(state: dict) -> None:
         raise RuntimeError(
             "No input points or masks are provided for any object; please add inputs first."
         )
+    outputs = (state["output_dict_per_obj"], state["temp_output_dict_per_obj"])
     for obj_idx, obj_id in state["obj_idx_to_id"].items():
-        outputs = (state["output_dict_per_obj"], state["temp_output_dict_per_obj"])
         if not any(per_obj[obj_idx]["cond_frame_outputs"] for per_obj in outputs):
             raise RuntimeError(
                 f"No input points or masks are provided for object id {obj_id}; please add "

@@ -289,8 +289,11 @@ def clip_loss(
         stored.gate = gate
         output_dict["cond_frame_outputs" if first else "non_cond_frame_outputs"][t] = stored
         prev_low = low_res.detach()
-    losses = {k: torch.as_tensor(v / counted) for k, v in totals.items()}
-    losses["text_cue"] = torch.as_tensor(totals["text_cue"] / t_count)  # every frame scored
+    losses = {  # the mask losses over tracked frames, the text cue's over every frame
+        "mask": torch.as_tensor(totals["mask"] / counted),
+        "score": torch.as_tensor(totals["score"] / counted),
+        "text_cue": torch.as_tensor(totals["text_cue"] / t_count),
+    }
     losses["total"] = (
         losses["mask"]
         + cfg.score_weight * losses["score"]
