@@ -179,12 +179,34 @@ def test_prompts_are_kept_on_prompted_frames(predictor, video_dir):
     corners = neighbourhood(2, 2) | neighbourhood(7, 9)  # box corners (32, 32), (120, 144) px
     assert corners <= set(predictor.token_scores(state, 0, 1).stored_memory_idx[0].tolist())
     propagate(predictor, state)
-    # a correction click on a tracked frame: memory attention runs there with the click kept
+    # a correction click on a tracked frame: memory attention runs there over every query
     predictor.add_new_points_or_box(state, 2, 1, points=CLICK, labels=[1])
     rec = predictor.token_scores(state, 2, 1)
     assert rec.prompted and rec.memory_attention_ran
-    assert neighbourhood(10, 7) <= set(rec.kept_query_idx[0].tolist())
-    assert rec.kept_query_idx.shape[1] == 13  # ceil(0.05 * 256), the 9 click tokens inside
+    assert rec.kept_query_idx[0].tolist() == list(range(256))
+
+
+def test_a_correction_click_reads_no_fill(predictor, video_dir, monkeypatch):
+    """Tracking fills pruned queries with the previous frame's conditioned features, which
+    it drops once it moves on; a correction on a tracked frame keeps every query, so what
+    it gets does not depend on a fill that is no longer there (it used to get another)."""
+    predictor.pruning = PruningConfig(strategy="mask_prior", keep_ratio=0.1)
+    masks = []
+    for poisoned in (False, True):
+        state = predictor.init_state(video_dir)
+        predictor.add_new_mask(state, 0, 1, square_mask())
+        propagate(predictor, state)
+        if poisoned:  # any value read from the fill would now be NaN
+
+            def poison(call, curr, fill=predictor._fill):
+                return torch.full_like(fill(call, curr), torch.nan)
+
+            monkeypatch.setattr(predictor, "_fill", poison)
+        _, _, logits = predictor.add_new_points_or_box(state, 3, 1, points=CLICK, labels=[1])
+        masks.append(logits)
+        monkeypatch.undo()
+    assert torch.isfinite(masks[1]).all()
+    assert torch.equal(masks[0], masks[1])
 
 
 def test_context_share_keeps_a_lattice_in_queries_and_memory(predictor, video_dir):

@@ -50,9 +50,16 @@ def score_frame(
     text: str | None,
     fingerprint: tuple,
     prompted: bool,
+    correction: bool = False,
 ) -> FrameRecord:
     """Score the frame's tokens under ``config`` and select its query tokens (the prompts'
     neighbourhoods always among them).
+
+    A ``correction`` (a prompt on a frame the object was tracked through) keeps every query
+    token: pruned positions would otherwise be filled with the previous frame's conditioned
+    features, which tracking no longer holds once it moved on (keeping them for every frame
+    a user might click costs 4 MiB per frame and object at 1024 px). A click is rare; its
+    frame then gets SAM2's own memory attention over every query, and nothing is filled.
 
     A prompted frame is scored at the API boundary (a prompt, or the start of a propagation):
     its scores are checked there and may keep more than the budget to hold every prompt's
@@ -81,7 +88,9 @@ def score_frame(
         fingerprint=fingerprint,
         text=text,
         scores=scores,
-        query_idx=select_tokens(
+        query_idx=torch.arange(h * w, device=device).expand(b, -1)
+        if correction
+        else select_tokens(
             scores["combined"],
             keep,
             forced_tokens(must_keep, (h, w), keep, config.context, b, device),

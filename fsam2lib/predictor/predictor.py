@@ -701,6 +701,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             text=None if entry is None else entry.text,
             fingerprint=self._fingerprint(state, obj_id),
             prompted=prompted,
+            correction=prompted and not is_init_cond_frame,
         )
 
     def _shared_per_frame(self, state: dict, frame_idx: int) -> dict:
