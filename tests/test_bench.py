@@ -129,8 +129,12 @@ def test_efficiency_tokens_and_flops_follow_the_formula(efficiency):
     bank = pruned["memory_bank_bytes"]
     assert bank["dense"] == 7 * HW * 32 * 2  # bf16 memory features, 32-d
     assert bank["kept"] == bank["dense"] // 2
-    # stored compact (the lean state policy): kept bf16 features + int32 indices
-    assert bank["stored"] == 7 * (HW // 2) * (32 * 2 + 4)
+    # stored compact (the lean state policy): kept bf16 features + int32 indices, and the
+    # fp32 conditioned features [1, 64, 16, 16] of the latest frame (the fill; the prompted
+    # frame has none: SAM2 takes a mask prompt as the output without memory conditioning)
+    assert bank["fill"] == 64 * HW * 4
+    assert bank["stored"] == 7 * (HW // 2) * (32 * 2 + 4) + bank["fill"]
+    assert ref["memory_bank_bytes"]["fill"] == 0  # no fill without pruning
     assert ref["memory_bank_bytes"]["stored"] == bank["dense"]
 
 
@@ -301,11 +305,16 @@ def test_memory_vs_length_stock_and_lean():
     kept = HW // 2
     # stock storage keeps every frame's dense memory; the lean policy keeps the frames SAM2
     # can still read (prompt window + the window behind the last frame), each compact
+    # (and a pruned run's fill: the fp32 conditioned features of its latest frame)
+    fill = 64 * HW * 4
     assert rows[("stock", 40)]["stored_bank_bytes"] == 40 * per_frame
-    assert rows[("pruned", 40)]["stored_bank_bytes"] == 40 * per_frame
+    assert rows[("stock", 40)]["fill_bytes"] == 0
+    assert rows[("pruned", 40)]["fill_bytes"] == fill
+    assert rows[("pruned", 40)]["stored_bank_bytes"] == 40 * per_frame + fill
     lean = rows[("pruned+lean", 40)]
     assert lean["stored_outputs"] < 40
-    assert lean["stored_bank_bytes"] == lean["stored_outputs"] * kept * (32 * 2 + 4)
+    assert lean["fill_bytes"] == fill
+    assert lean["stored_bank_bytes"] == lean["stored_outputs"] * kept * (32 * 2 + 4) + fill
     assert lean["state_bytes"]["total"] < rows[("stock", 40)]["state_bytes"]["total"] / 2
     assert rows[("stock", 6)]["working_set_bytes"] is None  # in-process: no own peak
     summary = result["summary"]

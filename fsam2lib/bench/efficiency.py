@@ -282,7 +282,8 @@ def _flops_summary(dims: MemoryAttentionDims, tokens: list[dict], hw: int) -> di
 def _bank_bytes(tokens: dict, hw: int, mem_dim: int, run: dict, config: PruningConfig) -> dict:
     """The memory bank one steady frame attends to: dense, kept, and what the inference state
     really stores for it (measured: compact under the lean state policy -- kept features
-    plus int32 indices -- dense under stock storage)."""
+    plus int32 indices -- dense under stock storage -- with the conditioned features kept
+    as the fill, also shown apart as ``fill``)."""
     elem = run["stored_memory_element_bytes"]
     frames = len(tokens["memory_per_frame"])
     kept = sum(tokens["memory_per_frame"])
@@ -291,5 +292,6 @@ def _bank_bytes(tokens: dict, hw: int, mem_dim: int, run: dict, config: PruningC
         "dense": frames * hw * mem_dim * elem,
         "kept": kept * mem_dim * elem,
         "stored": run["bank_bytes"],
+        "fill": run["fill_bytes"],
         "element_bytes": elem,
     }

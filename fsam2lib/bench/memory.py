@@ -160,6 +160,7 @@ def _row(name: str, policy: str, config: PruningConfig, length: int, run: dict) 
         "cuda_working_set_bytes": None if cuda_peak is None else cuda_peak - cuda_base,
         "state_bytes": state,
         "stored_bank_bytes": run["stored_bank_bytes"],
+        "fill_bytes": run["fill_bytes"],
         "stored_outputs": run["stored_outputs"],
         "seconds_per_frame": float(np.median([f["seconds"] for f in run["frames"]])),
         "trace": run["trace"],

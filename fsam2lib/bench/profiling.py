@@ -343,14 +343,20 @@ def stored_outputs(state: dict) -> int:
 
 
 def bank_bytes(state: dict, frames: int | None = None) -> int:
-    """Stored bytes of memory features (with their kept indices where stored compact): of
+    """Stored bytes of what tracking reads back from each frame's output: its memory features
+    (with their kept indices where stored compact) and, where kept, its memory-conditioned
+    features (the next frame's fill under ``fill="previous"``: :func:`fill_bytes`); of
     every stored frame, or with ``frames``, of the memory the next frame reads (every
     conditioning frame and the latest ``frames - 1`` non-conditioning frames)."""
 
     def size(out) -> int:
         features = dict.get(out, "maskmem_features")
         index = getattr(out, "memory_keep_idx", None) if getattr(out, "is_compact", False) else None
-        return (0 if features is None else features.nbytes) + (0 if index is None else index.nbytes)
+        return (
+            (0 if features is None else features.nbytes)
+            + (0 if index is None else index.nbytes)
+            + _fill_size(out)
+        )
 
     total = 0
     for outputs in state["output_dict_per_obj"].values():
@@ -360,6 +366,23 @@ def bank_bytes(state: dict, frames: int | None = None) -> int:
         total += sum(size(out) for out in outputs["cond_frame_outputs"].values())
         total += sum(size(outputs["non_cond_frame_outputs"][t]) for t in recent)
     return total
+
+
+def fill_bytes(state: dict) -> int:
+    """Stored bytes of the memory-conditioned features kept as a fill (prompted frames and
+    the latest tracked frame, per object): counted in :func:`bank_bytes` too, shown apart
+    because they are not memory SAM2 attends to."""
+    return sum(
+        _fill_size(out)
+        for outputs in state["output_dict_per_obj"].values()
+        for kind in ("cond_frame_outputs", "non_cond_frame_outputs")
+        for out in outputs[kind].values()
+    )
+
+
+def _fill_size(out) -> int:
+    conditioned = getattr(out, "conditioned", None)
+    return 0 if conditioned is None else conditioned.nbytes
 
 
 def _tensors(obj: object, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Tensor]]:

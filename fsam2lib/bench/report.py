@@ -76,6 +76,7 @@ def format_efficiency_table(result: dict) -> str:
     add("bank dense MiB", lambda c: _fmt(c["memory_bank_bytes"]["dense"], ".2f", MIB))
     add("bank kept MiB", lambda c: _fmt(c["memory_bank_bytes"]["kept"], ".2f", MIB))
     add("bank stored MiB", lambda c: _fmt(c["memory_bank_bytes"]["stored"], ".2f", MIB))
+    add("  of it fill MiB", lambda c: _fmt(c["memory_bank_bytes"].get("fill"), ".2f", MIB))
     add("peak RSS MiB", lambda c: _fmt(c["peak_rss_bytes"], ".0f", MIB))
     add("peak CUDA MiB", lambda c: _fmt(c["peak_cuda_bytes"], ".0f", MIB))
     lines = [

@@ -29,6 +29,7 @@ from fsam2lib.bench.profiling import (
     MemoryAttentionProbe,
     StageTimer,
     bank_bytes,
+    fill_bytes,
     peak_rss_bytes,
     reset_peak_rss,
     rss_bytes,
@@ -158,6 +159,7 @@ def measure_run(
         "stored_outputs": stored_outputs(state),
         "bank_bytes": bank_bytes(state, predictor.num_maskmem),
         "stored_bank_bytes": bank_bytes(state),
+        "fill_bytes": fill_bytes(state),
         "trace": trace or None,
     }
     del state
