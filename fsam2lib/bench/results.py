@@ -142,7 +142,8 @@ def headline_table(figures: tuple[Figure, ...], root: Path = RESULTS_DIR) -> str
 
 def results_page(root: Path = RESULTS_DIR) -> str:
     """``docs/RESULTS.md``: per results folder (newest first), its README, then every
-    results file's table as the bench prints it."""
+    results file's table as the bench prints it (for a file the bench does not know, the
+    table its script printed beside it, ``<name>.txt``, if there is one)."""
     parts = [
         "# Results",
         "",
@@ -155,16 +156,14 @@ def results_page(root: Path = RESULTS_DIR) -> str:
         parts += ["", "#" + text if text.startswith("# ") else f"## {folder.name}\n\n{text}"]
         for path in sorted(folder.glob("*.json")):
             result = json.loads(path.read_text())
-            if "kind" not in result:
+            printed = path.with_suffix(".txt")
+            if "kind" in result:
+                table = format_result(result)
+            elif printed.is_file():
+                table = printed.read_text().rstrip()
+            else:
                 continue
-            parts += [
-                "",
-                f"### `{folder.name}/{path.name}`",
-                "",
-                "```",
-                format_result(result),
-                "```",
-            ]
+            parts += ["", f"### `{folder.name}/{path.name}`", "", "```", table, "```"]
     return "\n".join(parts) + "\n"
 
 
