@@ -33,6 +33,12 @@ from fsam2lib.workbook.runner import notebooks
 
 #: Parameters of every notebook in the browser: widgets on, otherwise the offline defaults.
 BROWSER_PARAMETERS = {"INTERACTIVE": True}
+#: Smaller runs of the slowest notebooks: the browser checks that the widgets render and
+#: redraw, while nbval runs every notebook at its defaults (about 4 of the suite's minutes).
+SMALL_PARAMETERS = {
+    "02_pruning_effects": {"FAIL_VIDEOS": 2},
+    "03_efficiency": {"IMAGE_SIZE": 256, "OBJECTS": [1, 2], "MEMORY_LENGTHS": [8, 33]},
+}
 #: Console messages that are not errors of the workbook (JupyterLab's own optional probes).
 BENIGN_CONSOLE = ("favicon", "Failed to load resource: the server responded with a status of 404")
 RUN_TIMEOUT_S = 300
@@ -73,7 +79,8 @@ def find_chromium(given: str | None = None) -> str:
 
 
 def prepare_notebooks(only: list[str] | None, work: Path) -> list[Path]:
-    """Copies of the notebooks with ``BROWSER_PARAMETERS`` injected (not executed)."""
+    """Copies of the notebooks with ``BROWSER_PARAMETERS`` and ``SMALL_PARAMETERS``
+    injected (not executed)."""
     import nbformat
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
@@ -81,7 +88,8 @@ def prepare_notebooks(only: list[str] | None, work: Path) -> list[Path]:
     work.mkdir(parents=True, exist_ok=True)
     copies = []
     for path in notebooks(only):
-        nb = parameterize_notebook(load_notebook_node(str(path)), BROWSER_PARAMETERS)
+        parameters = {**BROWSER_PARAMETERS, **SMALL_PARAMETERS.get(path.stem, {})}
+        nb = parameterize_notebook(load_notebook_node(str(path)), parameters)
         target = work / path.name
         nbformat.write(nb, target)
         copies.append(target)
