@@ -68,6 +68,16 @@ def contrast(name: str) -> Callable[[dict], str]:
     return read
 
 
+def oracle_contrast(name: str) -> Callable[[dict], str]:
+    """A paired difference of ``text-ceiling/oracle.py``'s result (already in points)."""
+
+    def read(result: dict) -> str:
+        diff, lo, hi = result["contrasts"][name]
+        return f"{diff:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+    return read
+
+
 def drop(config: str) -> Callable[[dict], str]:
     """A configuration's J&F drop against unpruned SAM2, with its paired interval."""
 
@@ -123,8 +133,9 @@ def load(file: str, root: Path = RESULTS_DIR) -> dict:
 
 
 def videos_of(result: dict) -> str:
-    """How much the figure stands on: the dataset line of an accuracy-type result."""
-    return result.get("settings", {}).get("dataset", "")
+    """How much the figure stands on: the dataset line of an accuracy-type result (or the
+    dataset a script names)."""
+    return result.get("settings", {}).get("dataset", result.get("dataset", ""))
 
 
 def headline_table(figures: tuple[Figure, ...], root: Path = RESULTS_DIR) -> str:
@@ -133,7 +144,7 @@ def headline_table(figures: tuple[Figure, ...], root: Path = RESULTS_DIR) -> str
         result = load(fig.file, root)
         where = (
             result["device_name"]
-            if result["kind"] in ("efficiency", "memory")
+            if result.get("kind") in ("efficiency", "memory")
             else videos_of(result)
         )
         rows.append(f"| {fig.claim} | {fig.read(result)} | {where} | `{fig.file}` |")
@@ -223,6 +234,11 @@ HEADLINE: tuple[Figure, ...] = (
         "text effect at keep 0.1, classic world",
         f"{MASK}/text_effect_classic.json",
         contrast("text effect@0.10"),
+    ),
+    Figure(
+        "text cue's ceiling at keep 0.1, crossing: the target's tokens first (ground truth)",
+        "2026-12-07-text-ceiling/oracle_crossing.json",
+        oracle_contrast("target first@0.1 - no text"),
     ),
     Figure(
         "J&F lost at keep 0.3, classic world",
