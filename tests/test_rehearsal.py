@@ -38,7 +38,7 @@ def _write_good_rehearsal(folder: Path) -> None:
     ]
     (folder / "06_real_checkpoints.ipynb").write_text(json.dumps({"cells": cells}))
     summary = {"ready": True, "J&F (keep 0.5)": "RANDOM weights | stock 12.0"}
-    (folder / "nbval_summary.json").write_text(json.dumps(summary))
+    (folder / "notebook_summary.json").write_text(json.dumps(summary))
 
 
 def test_a_complete_rehearsal_has_no_problems(tmp_path):
@@ -51,7 +51,7 @@ def test_an_empty_folder_names_every_missing_output(tmp_path):
     found = rehearsal.problems(tmp_path)
     assert len(found) == 5
     names = ("train_router.log", "train_router_mask.log", "accuracy.json", "06_real_checkpoints")
-    for name in (*names, "nbval_summary"):
+    for name in (*names, "notebook_summary"):
         assert any(name in problem for problem in found), name
     assert rehearsal.main([str(tmp_path)]) == 1
 

@@ -24,7 +24,7 @@ def problems(folder: str | Path) -> list[str]:
     found += _router_problems(folder / "train_router_mask.log")
     found += _accuracy_problems(folder / "accuracy.json")
     found += _notebook_problems(folder / "06_real_checkpoints.ipynb")
-    found += _summary_problems(folder / "nbval_summary.json")
+    found += _summary_problems(folder / "notebook_summary.json")
     return found
 
 
@@ -75,14 +75,14 @@ def _notebook_problems(path: Path) -> list[str]:
 
 
 def _summary_problems(path: Path) -> list[str]:
-    """The figures notebook 06 recorded under nbval: ready, and a J&F table."""
+    """The figures notebook 06 recorded (``build/summary``): ready, and a J&F table."""
     if not path.is_file():
-        return [f"{path} missing: notebook 06 recorded nothing under nbval"]
+        return [f"{path} missing: notebook 06 recorded nothing"]
     summary = json.loads(path.read_text())
-    found = [] if summary.get("ready") is True else ["nbval: notebook 06 was not ready"]
+    found = [] if summary.get("ready") is True else ["notebook 06 was not ready"]
     tables = [v for k, v in summary.items() if k.startswith("J&F")]
     if not tables or "RANDOM" not in tables[0]:
-        found.append("nbval: notebook 06 recorded no J&F table labelled RANDOM")
+        found.append("notebook 06 recorded no J&F table labelled RANDOM")
     return found
 
 
