@@ -55,7 +55,7 @@ FRAMES = 10
 OBJECT_IDS = (1, 2, 3)
 SOURCES = ("frames", "jpeg", "mp4")
 SHORT_MEMORY = {"num_maskmem": 3, "max_obj_ptrs_in_encoder": 4}
-EXAMPLES = int(os.environ.get("FSAM2_FUZZ_EXAMPLES", "16"))
+EXAMPLES = int(os.environ.get("FSAM2_FUZZ_EXAMPLES", "10"))
 STEPS = 20
 # SAM2's own refusals (sam2 1.1.0), raised by every predictor alike
 SAM2_REFUSALS = ("No input points or masks are provided",)
