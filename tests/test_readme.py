@@ -19,6 +19,16 @@ from fsam2lib.paths import REPO_DIR
 README = (REPO_DIR / "README.md").read_text()
 
 
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [("README.md", 8 * 1024), ("data/MODEL_CARD.md", 15 * 1024)],
+)
+def test_the_pages_a_newcomer_reads_stay_short(path, limit):
+    """Run histories and measurement diaries belong in docs/; these two pages stay short."""
+    size = len((REPO_DIR / path).read_bytes())
+    assert size <= limit, f"{path} is {size} bytes, over its {limit}: move detail to docs/"
+
+
 def test_the_library_example_runs():
     (block,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
     code = block.replace("    ...\n", "    last = (frame_idx, obj_ids, mask_logits)\n")
