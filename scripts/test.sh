@@ -10,7 +10,15 @@ nb_args=()
 if compgen -G "notebooks/*.ipynb" >/dev/null; then
   nb_args=(--nbval-lax --nbval-current-env notebooks)
 fi
-"$PY" -m pytest tests "${nb_args[@]}" "$@"
+# Two pytest workers with one thread each (a test file, or a notebook's cells, stay in one
+# worker): the suite's many small models use two cores better side by side than one process
+# with two threads does. FSAM2_TEST_WORKERS=0 runs one process with torch's default threads.
+workers="${FSAM2_TEST_WORKERS:-2}"
+if [ "$workers" = "0" ]; then
+  "$PY" -m pytest tests "${nb_args[@]}" "$@"
+else
+  OMP_NUM_THREADS=1 "$PY" -m pytest -n "$workers" --dist loadfile tests "${nb_args[@]}" "$@"
+fi
 # The real-checkpoint path (SAM2.1 .pt, open_clip file, DAVIS folder, notebook 06 in full),
 # rehearsed on RANDOM stand-ins (FSAM2_SKIP_REHEARSAL=1 skips it).
 if [ "${FSAM2_SKIP_REHEARSAL:-0}" != "1" ]; then
