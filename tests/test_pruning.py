@@ -350,6 +350,41 @@ def test_pruned_memory_attention_equals_masked_full(monkeypatch, pos_at_attn, po
     assert not torch.allclose(kept, dense_stock[query_idx[0]], atol=1e-3)  # pruning did matter
 
 
+def rope_tables(module: MemoryAttention) -> list[torch.Tensor]:
+    """Every rotary table ``module`` holds: its RoPE modules' own and any kept beside them."""
+    own = [m.freqs_cis for m in module.modules() if isinstance(m, RoPEAttention)]
+    return own + list(module.__dict__.get("_rope_tables", {}).values())
+
+
+@pytest.mark.parametrize("grid", [(8, 8), (6, 10)])
+def test_pruning_holds_no_more_rotary_table_than_stock(grid):
+    """Stock SAM2 swaps each RoPE module's 64 x 64 default table for the grid it meets; the
+    pruned path once kept the default beside a table of its own (24 MiB at 512 px on
+    hiera_t, the whole memory cost of pruning there). On a square grid it now holds what
+    stock holds; a non-square grid, which stock cannot rotate, adds one table per grid."""
+    hw, ptr = grid[0] * grid[1], 4
+    stock = small_memory_attention(False, False)
+    pruned = PrunedMemoryAttention.convert(copy.deepcopy(stock))
+    torch.manual_seed(3)
+    curr, curr_pos = torch.randn(hw, 1, 32), torch.randn(hw, 1, 32)
+    memory, memory_pos = torch.randn(2 * hw + ptr, 1, 16), torch.randn(2 * hw + ptr, 1, 16)
+    default_rows = 64 * 64
+    assert all(t.shape[0] == default_rows for t in rope_tables(pruned))
+    with torch.no_grad():
+        for _ in range(2):
+            pruned.forward_pruned(
+                curr, memory, curr_pos, memory_pos, ptr, grid, keep_idx(hw, 20, 5), [None, None]
+            )
+        if grid[0] == grid[1]:
+            stock(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=ptr)
+    held = rope_tables(pruned)
+    if grid[0] == grid[1]:
+        assert [t.shape for t in held] == [t.shape for t in rope_tables(stock)]
+        assert all(t.shape[0] == hw for t in held)
+    else:  # the modules keep their default; one shared table for the grid beside them
+        assert sorted(t.shape[0] for t in held) == [hw] + [default_rows] * 4
+
+
 def test_planned_forward_scatters_onto_fill_and_reports_memory():
     grid, hw, ptr = (8, 8), 64, 4
     pruned = PrunedMemoryAttention.convert(small_memory_attention(False, False))

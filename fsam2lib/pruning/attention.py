@@ -394,7 +394,8 @@ class PrunedMemoryAttention(MemoryAttention):
         return self
 
     def _tables(self) -> dict:
-        """Per-module cache of full-grid rotary tables (not the RoPE modules' own cache)."""
+        """Per-module cache of rotary tables for non-square grids (a square grid uses the
+        RoPE modules' own table; see ``_FreqsCache``)."""
         return self.__dict__.setdefault("_rope_tables", {})
 
 
@@ -445,10 +446,23 @@ class _FreqsCache:
         self.gathered: dict[tuple, Tensor] = {}
 
     def _table(self, attn: RoPEAttention) -> tuple[tuple, Tensor]:
+        """The full-grid table of ``attn``. On a square grid it is the module's own
+        ``freqs_cis``, brought to the grid exactly as ``RoPEAttention.forward`` does it
+        (same ``compute_cis`` call, same device move): a table beside it would double the
+        memory, and left untouched the module would keep its 64 x 64 default (4 MiB per
+        module at 256 channels) where stock SAM2 swaps it for the smaller grid it meets.
+        A non-square grid, which stock SAM2 cannot rotate, gets a table of its own."""
         params = getattr(attn.compute_cis, "keywords", None) or {"module": id(attn)}
-        key = (tuple(sorted(params.items())), self.grid, str(self.query_idx.device))
+        device = self.query_idx.device
+        key = (tuple(sorted(params.items())), self.grid, str(device))
+        h, w = self.grid
+        if h == w:
+            attn.freqs_cis = attn.freqs_cis.to(device)
+            if attn.freqs_cis.shape[0] != h * w:
+                attn.freqs_cis = grid_freqs(attn, h, w).to(device)
+            return key, attn.freqs_cis
         if key not in self.tables:
-            self.tables[key] = grid_freqs(attn, *self.grid).to(self.query_idx.device)
+            self.tables[key] = grid_freqs(attn, h, w).to(device)
         return key, self.tables[key]
 
     def get(self, attn: object, which: str) -> Tensor | None:

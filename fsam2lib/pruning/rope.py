@@ -6,7 +6,8 @@ asserts, mis-shapes, or -- for a perfect-square count -- silently rotates tokens
 wrong positions and corrupts the module's cache). Here the table is built for the true
 ``(H, W)`` grid with sam2's own ``compute_axial_cis`` and each kept token is rotated with
 the row of its own grid index (row-major, ``index = y * W + x``). The module's projection
-layers are reused as they are; its cached table is never touched.
+layers are reused as they are; its cached table is only ever set to the full grid's table,
+as its own forward would set it (``PrunedMemoryAttention``'s ``_FreqsCache``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def rope_attention(
     if q_freqs is not None:
         num_k_rope = k.shape[2] - num_k_exclude_rope
         q = rotate(q, q_freqs)
-        k = torch.cat([rotate(k[:, :, :num_k_rope], k_freqs), k[:, :, num_k_rope:]], dim=2)
+        # in place, as sam2's RoPEAttention: a concatenation would copy every key once more
+        k[:, :, :num_k_rope] = rotate(k[:, :, :num_k_rope], k_freqs)
     if key_gate is not None:
         out = gated_attention(q, k, v, key_gate)
     else:
