@@ -457,7 +457,7 @@ class _FreqsCache:
         key = (tuple(sorted(params.items())), self.grid, str(device))
         h, w = self.grid
         if h == w:
-            attn.freqs_cis = attn.freqs_cis.to(device)
+            attn.freqs_cis = moved(attn.freqs_cis, device)  # no op dispatched once it is there
             if attn.freqs_cis.shape[0] != h * w:
                 attn.freqs_cis = grid_freqs(attn, h, w).to(device)
             return key, attn.freqs_cis
