@@ -20,8 +20,6 @@ import torch
 
 import fsam2lib
 from fsam2lib.bench import open_dataset
-from fsam2lib.bench.runner import quiet_sam2
-from fsam2lib.metrics import DatasetScores, paired_bootstrap_interval
 from fsam2lib.pruning.scorers import MaskPriorScorer
 
 _spec = importlib.util.spec_from_file_location(
@@ -59,26 +57,12 @@ def main() -> None:
         (f"router, target first@{k}", routed, oracle.Oracle(router, "target")),
         (f"prior, target first@{k}", routed, oracle.Oracle(PriorScorer(router.config), "target")),
     ]
-    scores = {name: [] for name, _, _ in configs}
-    for name_v in src.names:
-        video = src.load(name_v)
-        for name, config, scorer in configs:
-            pred.pruning, pred.router = config, scorer
-            with quiet_sam2():
-                scores[name].append(oracle.run(pred, video, video.descriptions))
-        print(name_v, file=sys.stderr, flush=True)
-    out = {"dataset": dataset, "videos": len(src.names), "configs": {}, "contrasts": {}}
-    for name, s in scores.items():  # DAVIS global means: every object weighs the same
-        out["configs"][name] = round(100 * DatasetScores(s).JF_mean, 2)
-    base = scores[f"mask prior@{k}"]
-    for name in (f"router@{k}", f"router, target first@{k}", f"prior, target first@{k}"):
-        lo, hi = paired_bootstrap_interval(scores[name], base)
-        diff = DatasetScores(scores[name]).JF_mean - DatasetScores(base).JF_mean
-        out["contrasts"][f"{name} - mask prior"] = [round(100 * x, 2) for x in (diff, lo, hi)]
-    out["per_video"] = {
-        name: {v.name: round(100 * v.JF_mean, 2) for v in s} for name, s in scores.items()
-    }
-    print(json.dumps(out, indent=1))
+    scores = oracle.score_configs(pred, src, configs)
+    contrasts = [
+        (f"{name}@{k}", f"mask prior@{k}", "mask prior")
+        for name in ("router", "router, target first", "prior, target first")
+    ]
+    print(json.dumps(oracle.summarise(dataset, scores, contrasts), indent=1))
 
 
 if __name__ == "__main__":

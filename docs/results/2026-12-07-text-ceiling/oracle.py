@@ -130,6 +130,18 @@ def main() -> None:
             ),
             (f"target first@{k}", fsam2lib.PruningConfig(keep_ratio=k), Oracle(router, "target")),
         ]
+    scores = score_configs(pred, src, configs)
+    contrasts = [
+        (f"{name}@{k}", f"no text@{k}", "no text")
+        for k in keeps
+        for name in ("router", "exclude look-alikes", "target first")
+    ]
+    print(json.dumps(summarise(dataset, scores, contrasts), indent=1))
+
+
+def score_configs(pred, src, configs: list[tuple]) -> dict[str, list]:
+    """Every ``(name, pruning config, scorer)`` of ``configs`` on every video of ``src``:
+    name -> per-video scores (progress on stderr)."""
     scores = {name: [] for name, _, _ in configs}
     for name_v in src.names:
         video = src.load(name_v)
@@ -138,19 +150,26 @@ def main() -> None:
             with quiet_sam2():
                 scores[name].append(run(pred, video, video.descriptions))
         print(name_v, file=sys.stderr, flush=True)
-    out = {"dataset": dataset, "videos": len(src.names), "configs": {}, "contrasts": {}}
-    for name, s in scores.items():  # DAVIS global means: every object weighs the same
+    return scores
+
+
+def summarise(dataset: str, scores: dict[str, list], contrasts: list[tuple]) -> dict:
+    """J&F per configuration (DAVIS global means: every object weighs the same), each
+    ``(name, baseline name, baseline label)`` of ``contrasts`` as a paired difference with
+    its 95 % interval, and every video's J&F."""
+    out = {"dataset": dataset, "videos": len(next(iter(scores.values()))), "configs": {}}
+    for name, s in scores.items():
         out["configs"][name] = round(100 * DatasetScores(s).JF_mean, 2)
-    for k in keeps:
-        base = scores[f"no text@{k}"]
-        for name in (f"router@{k}", f"exclude look-alikes@{k}", f"target first@{k}"):
-            lo, hi = paired_bootstrap_interval(scores[name], base)
-            diff = DatasetScores(scores[name]).JF_mean - DatasetScores(base).JF_mean
-            out["contrasts"][f"{name} - no text"] = [round(100 * x, 2) for x in (diff, lo, hi)]
+    out["contrasts"] = {}
+    for name, base_name, label in contrasts:
+        base = scores[base_name]
+        lo, hi = paired_bootstrap_interval(scores[name], base)
+        diff = DatasetScores(scores[name]).JF_mean - DatasetScores(base).JF_mean
+        out["contrasts"][f"{name} - {label}"] = [round(100 * x, 2) for x in (diff, lo, hi)]
     out["per_video"] = {
         name: {v.name: round(100 * v.JF_mean, 2) for v in s} for name, s in scores.items()
     }
-    print(json.dumps(out, indent=1))
+    return out
 
 
 if __name__ == "__main__":
