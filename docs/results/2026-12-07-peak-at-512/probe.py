@@ -8,9 +8,10 @@ Run with glibc's thresholds fixed so that RSS follows live tensors:
 
 A thread samples RSS every 0.2 ms and notes which SAM2 stage (or the router) was running at
 the peak. At the image encoder's start on each frame in AT it records, relative to the RSS
-after the model was loaded (the bench's baseline): RSS, the bytes of live non-parameter
-tensors (every tensor the garbage collector can reach, storages counted once), and glibc's
-heap (mallinfo2: bytes in use and bytes free inside its arena).
+after the model was loaded (the bench's baseline): RSS, its anonymous part (not backed by a
+file), the bytes of live non-parameter tensors (every tensor the garbage collector can reach,
+storages counted once), and glibc's heap (mallinfo2: bytes in use and bytes free inside its
+arenas).
 """
 
 import ctypes
@@ -45,6 +46,16 @@ def _heap() -> tuple[int, int]:
     libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
     return info.uordblks, info.fordblks
+
+
+def _anonymous() -> int:
+    """Bytes of RSS not backed by a file (``/proc/self/smaps_rollup``): allocations of any
+    allocator, as against pages of the shared libraries' code and data."""
+    with open("/proc/self/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no Anonymous line in /proc/self/smaps_rollup")
 
 
 def _tensor_bytes(skip: set[int]) -> int:
@@ -89,6 +100,7 @@ def probe(config_name: str, frames: int, at: list[int]) -> dict:
                     {
                         "frame": calls[0] - 1,
                         "rss_mib": (rss_bytes() - base["rss"]) / MIB,
+                        "anonymous_mib": (_anonymous() - base["anonymous"]) / MIB,
                         "tensors_mib": (_tensor_bytes(weights) - base["tensors"]) / MIB,
                         "heap_used_mib": (used - base["used"]) / MIB,
                         "heap_free_mib": (free - base["free"]) / MIB,
@@ -101,7 +113,13 @@ def probe(config_name: str, frames: int, at: list[int]) -> dict:
         pred.image_encoder.register_forward_pre_hook(encoder_starts)
         gc.collect()
         used, free = _heap()
-        base.update(rss=rss_bytes(), tensors=_tensor_bytes(weights), used=used, free=free)
+        base.update(
+            rss=rss_bytes(),
+            anonymous=_anonymous(),
+            tensors=_tensor_bytes(weights),
+            used=used,
+            free=free,
+        )
         running = [True]
 
         def sample() -> None:
@@ -131,8 +149,8 @@ def probe(config_name: str, frames: int, at: list[int]) -> dict:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "config        working set  peak in         frame  RSS    tensors  heap used  heap free",
-        "------------  -----------  --------------  -----  -----  -------  ---------  ---------",
+        "config        working set  peak in         frame  RSS    anonymous  tensors  heap used  heap free",
+        "------------  -----------  --------------  -----  -----  ---------  -------  ---------  ---------",
     ]
     for r in results:
         for i, s in enumerate(r["at_encoder_start"]):
@@ -142,12 +160,14 @@ def table(results: list[dict]) -> str:
                 else " " * 42
             )
             lines.append(
-                f"{head}  {s['frame']:5d}  {s['rss_mib']:5.1f}  {s['tensors_mib']:7.1f}"
+                f"{head}  {s['frame']:5d}  {s['rss_mib']:5.1f}  {s['anonymous_mib']:9.1f}"
+                f"  {s['tensors_mib']:7.1f}"
                 f"  {s['heap_used_mib']:9.1f}  {s['heap_free_mib']:9.1f}"
             )
     lines.append(
         "MiB above the RSS after the model was loaded; working set = peak RSS - that RSS; the "
-        "other columns at the image encoder's start on that frame (0: the prompted frame)"
+        "other columns at the image encoder's start on that frame (0: the prompted frame); "
+        "anonymous: RSS not backed by a file (any allocator's memory, not library pages)"
     )
     return "\n".join(lines)
 
