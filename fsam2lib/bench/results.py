@@ -253,6 +253,11 @@ HEADLINE: tuple[Figure, ...] = (
         drop("router@0.10"),
     ),
     Figure(
+        "router − mask prior at keep 0.1, classic world",
+        f"{MASK}/text_effect_classic.json",
+        contrast("router - mask_prior@0.10"),
+    ),
+    Figure(
         "router − mask prior at keep 0.1, held-out world",
         f"{MASK}/text_effect_held_out.json",
         contrast("router - mask_prior@0.10"),
