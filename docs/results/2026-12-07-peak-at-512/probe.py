@@ -6,18 +6,24 @@ Run with glibc's thresholds fixed so that RSS follows live tensors:
         python probe.py stock|pruned FRAMES AT [AT ...] > out.json
     python probe.py out.json [out.json ...]    prints the table
 
+Configurations: ``stock`` (unpruned), ``pruned`` (router at keep 0.3, with the video's
+description), ``pruned-notext`` (the same without a description).
+
 A thread samples RSS every 0.2 ms and notes which SAM2 stage (or the router) was running at
 the peak. At the image encoder's start on each frame in AT it records, relative to the RSS
 after the model was loaded (the bench's baseline): RSS, its anonymous part (not backed by a
 file), the bytes of live non-parameter tensors (every tensor the garbage collector can reach,
 storages counted once), and glibc's heap (mallinfo2: bytes in use and bytes free inside its
-arenas).
+arenas), and what else could hold memory outside both: Python's small-object arenas and
+the modules imported since loading.
 """
 
 import ctypes
 import gc
 import json
+import os
 import pathlib
+import re
 import sys
 import tempfile
 import threading
@@ -58,6 +64,25 @@ def _anonymous() -> int:
     raise RuntimeError("no Anonymous line in /proc/self/smaps_rollup")
 
 
+def _pymalloc_arenas() -> int:
+    """Arenas Python's small-object allocator holds (256 KiB or more each, mmapped outside
+    glibc's heap), read from ``sys._debugmallocstats``, which writes to the C stderr."""
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        stats = out.read().decode()
+    found = re.search(r"# arenas allocated current\s*=\s*([\d,]+)", stats)
+    if found is None:
+        raise RuntimeError("sys._debugmallocstats printed no arena count")
+    return int(found.group(1).replace(",", ""))
+
+
 def _tensor_bytes(skip: set[int]) -> int:
     storages = {}
     for obj in gc.get_objects():
@@ -70,7 +95,7 @@ def _tensor_bytes(skip: set[int]) -> int:
 
 def probe(config_name: str, frames: int, at: list[int]) -> dict:
     torch.set_num_threads(2)
-    pruned = config_name == "pruned"
+    pruned = config_name.startswith("pruned")
     spec = ModelSpec(model="sam2.1_hiera_t", weights="random", image_size=512)
     with open_predictor(spec, ["router"] if pruned else [], 0) as (pred, _):
         modules = {
@@ -104,6 +129,8 @@ def probe(config_name: str, frames: int, at: list[int]) -> dict:
                         "tensors_mib": (_tensor_bytes(weights) - base["tensors"]) / MIB,
                         "heap_used_mib": (used - base["used"]) / MIB,
                         "heap_free_mib": (free - base["free"]) / MIB,
+                        "pymalloc_arenas": _pymalloc_arenas() - base["arenas"],
+                        "modules": len(sys.modules) - base["modules"],
                     }
                 )
 
@@ -119,6 +146,8 @@ def probe(config_name: str, frames: int, at: list[int]) -> dict:
             tensors=_tensor_bytes(weights),
             used=used,
             free=free,
+            arenas=_pymalloc_arenas(),
+            modules=len(sys.modules),
         )
         running = [True]
 
@@ -134,12 +163,13 @@ def probe(config_name: str, frames: int, at: list[int]) -> dict:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         config = PruningConfig(keep_ratio=0.3) if pruned else PruningConfig(strategy="none")
-        text = video.descriptions.get(1) if pruned else None
+        text = video.descriptions.get(1) if config_name == "pruned" else None
         run = measure_run(pred, video, config, text, False, None, "lean", folder, 1)
         running[0] = False
         sampler.join()
     return {
         "config": config_name + "+lean",
+        "allocator": _allocator(),
         "frames": frames,
         "peak_stage": peak["stage"],
         "working_set_mib": (run["peak_rss_bytes"] - run["baseline_rss_bytes"]) / MIB,
@@ -147,27 +177,41 @@ def probe(config_name: str, frames: int, at: list[int]) -> dict:
     }
 
 
+def _allocator() -> str:
+    """Which malloc served the run: jemalloc if preloaded, else glibc and its thresholds."""
+    if "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return "jemalloc"
+    mmap = os.environ.get("MALLOC_MMAP_THRESHOLD_", "dynamic")
+    return f"glibc mmap {mmap}"
+
+
 def table(results: list[dict]) -> str:
     lines = [
-        "config        working set  peak in         frame  RSS    anonymous  tensors  heap used  heap free",
-        "------------  -----------  --------------  -----  -----  ---------  -------  ---------  ---------",
+        "config              malloc             working set  peak in         frame  RSS    "
+        "anonymous  tensors  heap used  heap free  py arenas  modules",
+        "------------------  -----------------  -----------  --------------  -----  -----  "
+        "---------  -------  ---------  ---------  ---------  -------",
     ]
     for r in results:
         for i, s in enumerate(r["at_encoder_start"]):
             head = (
-                f"{r['config']:<12}  {r['working_set_mib']:11.1f}  {r['peak_stage']:<14}"
+                f"{r['config']:<18}  {r.get('allocator', 'glibc mmap 131072'):<17}"
+                f"  {r['working_set_mib']:11.1f}  {r['peak_stage']:<14}"
                 if i == 0
-                else " " * 42
+                else " " * 67
             )
             lines.append(
                 f"{head}  {s['frame']:5d}  {s['rss_mib']:5.1f}  {s['anonymous_mib']:9.1f}"
                 f"  {s['tensors_mib']:7.1f}"
                 f"  {s['heap_used_mib']:9.1f}  {s['heap_free_mib']:9.1f}"
+                f"  {s.get('pymalloc_arenas', '-'):>9}  {s.get('modules', '-'):>7}"
             )
     lines.append(
         "MiB above the RSS after the model was loaded; working set = peak RSS - that RSS; the "
         "other columns at the image encoder's start on that frame (0: the prompted frame); "
-        "anonymous: RSS not backed by a file (any allocator's memory, not library pages)"
+        "anonymous: RSS not backed by a file (any allocator's memory, not library pages); "
+        "heap: glibc's (zero under jemalloc); py arenas, modules: how many more than after "
+        "loading ('-': not recorded by the first version of this probe)"
     )
     return "\n".join(lines)
 
