@@ -135,6 +135,33 @@ def test_lost_text_gate_reads_text_only_where_the_previous_mask_shows_no_object(
         RouterConfig(16, 12, text_gate="sometimes")
 
 
+def test_text_weight_ranks_by_standardised_score_plus_weighted_text_and_spares_no_text():
+    plain = _router()
+    weighted = _router()
+    weighted.config = replace(plain.config, text_weight=2.0)
+    base, out = plain(_inputs()), weighted(_inputs())
+    assert torch.equal(base["text"], out["text"])
+
+    def z(x):
+        x = x - x.mean(dim=1, keepdim=True)
+        return x / x.std(dim=1, keepdim=True)
+
+    expected = z(base["combined"]) + 2.0 * z(base["text"])
+    assert torch.equal(out["combined"].argsort(dim=1), expected.argsort(dim=1))
+    assert torch.allclose(z(out["combined"]), z(expected), atol=1e-5)
+    # without the description (removed, or absent) nothing is added
+    for inputs in (_inputs(cues=("visual", "mask", "uncertainty")), _inputs(text=False)):
+        assert torch.equal(weighted(inputs)["combined"], plain(inputs)["combined"])
+
+
+def test_text_weight_survives_a_save_and_must_be_finite_and_not_negative(tmp_path):
+    router = TokenRouter(RouterConfig(16, 12, text_weight=0.5)).eval()
+    assert load_router(save_router(router, tmp_path / "r.safetensors")).config.text_weight == 0.5
+    for bad in (-1.0, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match="text_weight"):
+            RouterConfig(16, 12, text_weight=bad)
+
+
 def test_text_context_widens_what_the_text_cue_sees():
     feats = torch.randn(1, 16, 8, 8)
     bumped = feats.clone()

@@ -55,12 +55,16 @@ class RouterConfig:
     # channels of SAM2's stride-8 map that the text cue reads beside the stride-16 tokens
     # (0: the tokens only); see ``TokenRouter._text_tokens``
     detail_dim: int = 0
+    # weight of the text cue added outside the MLP (0: none); see ``TokenRouter.text_bias``
+    text_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.text_gate not in TEXT_GATES:
             raise ValueError(f"text_gate must be one of {TEXT_GATES}, got {self.text_gate!r}")
         if self.detail_dim < 0:
             raise ValueError(f"detail_dim must be >= 0 channels, got {self.detail_dim}")
+        if not (isinstance(self.text_weight, int | float) and 0 <= self.text_weight < float("inf")):
+            raise ValueError(f"text_weight must be a finite number >= 0, got {self.text_weight!r}")
 
 
 class TokenRouter(nn.Module):
@@ -200,9 +204,29 @@ class TokenRouter(nn.Module):
             per_token = torch.stack([used[name] for name in CUES], dim=-1)
             flags = cues["flags"][:, None, :].expand(-1, hw, -1)
             combined = self.mlp(torch.cat([per_token, flags], dim=-1)).squeeze(-1)
+            if self.config.text_weight and text_used is not False:
+                combined = combined + self.text_bias(combined, text)
         out = {name: cues[name] for name in CUES}
         out["combined"] = combined
         return out
+
+    def text_bias(self, combined: Tensor, text: Tensor) -> Tensor:
+        """``text_weight`` times the standardised text cue, in units of the MLP score's
+        spread over the frame's tokens: ranking by ``combined + text_bias`` is ranking by
+        ``z(combined) + text_weight * z(text)``, ``z`` standardising over the tokens.
+
+        Why outside the MLP: trained for the output mask, the MLP learned to give the text
+        cue next to no weight, so the description changed almost nothing (model card,
+        "Router"); a weight the MLP cannot undo makes the router lean on its text cue. A
+        sample whose text is off has a text map of zeros, so nothing is added to it."""
+        spread = combined.std(dim=1, keepdim=True).clamp_min(1e-6)
+        centred = text - text.mean(dim=1, keepdim=True)
+        return (
+            self.config.text_weight
+            * spread
+            * centred
+            / centred.std(dim=1, keepdim=True).clamp_min(1e-6)
+        )
 
 
 def reads_detail(scorer: object) -> bool:

@@ -10,22 +10,26 @@ lean on its own text cue: rank tokens by
 with ``z`` standardising a map over the frame's tokens, ``combined`` the shipped router's
 score and ``text`` its text cue (nothing is added when the text cue is off, so the router
 without text is unchanged). ``w`` is one number, chosen on the lookalike world's *training*
-videos (``select``), never on a split it is judged on (``judge``).
+videos (``select``), never on a split it is judged on; ``save`` writes the shipped router
+with ``RouterConfig.text_weight`` set, which ranks the same way, for the bench's
+``text-effect --router`` to judge.
 
 Usage: python weight.py select DATASET KEEP W [W ...] > select.json
-       python weight.py judge DATASET W > judge_SPLIT.json     (keep 0.3 and 0.1)
-       python weight.py result.json                              prints its table
+       python weight.py save W OUT.safetensors      the shipped router with text_weight=W
+       python weight.py result.json                 prints its table
 """
 
 import importlib.util
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 import fsam2lib
 from fsam2lib.bench import open_dataset
+from fsam2lib.pruning.router import load_router, save_router
 
 _spec = importlib.util.spec_from_file_location(
     "oracle", Path(__file__).parent.parent / "2026-12-07-text-ceiling" / "oracle.py"
@@ -76,32 +80,15 @@ def select(dataset: str, keep: float, weights: list[float]) -> dict:
     return oracle.summarise(dataset, scores, contrasts)
 
 
-def judge(dataset: str, weight: float) -> dict:
-    """Reference, mask prior, router without text, shipped router and the weighted router at
-    keep 0.3 and 0.1: the issue's text effect and router - mask prior for the weighted one."""
-    pred = _predictor()
-    router, no_text = pred.router, tuple(c for c in fsam2lib.pruning.config.CUES if c != "text")
-    configs = [("reference", fsam2lib.PruningConfig(strategy="none"), router)]
-    contrasts = []
-    for k in (0.3, 0.1):
-        configs += [
-            (
-                f"mask prior@{k}",
-                fsam2lib.PruningConfig(strategy="mask_prior", keep_ratio=k),
-                router,
-            ),
-            (f"no text@{k}", fsam2lib.PruningConfig(keep_ratio=k, cues=no_text), router),
-            (f"router@{k}", fsam2lib.PruningConfig(keep_ratio=k), router),
-            (f"w={weight}@{k}", fsam2lib.PruningConfig(keep_ratio=k), TextWeighted(router, weight)),
-        ]
-        contrasts += [
-            (f"router@{k}", f"no text@{k}", "no text"),
-            (f"w={weight}@{k}", f"no text@{k}", "no text"),
-            (f"w={weight}@{k}", f"mask prior@{k}", "mask prior"),
-            (f"w={weight}@{k}", "reference", "reference"),
-        ]
-    scores = oracle.score_configs(pred, open_dataset(dataset), configs)
-    return oracle.summarise(dataset, scores, contrasts)
+def save(weight: float, out: str) -> None:
+    """The shipped router's weights with ``RouterConfig.text_weight`` set: what the bench's
+    ``text-effect --router`` judges (the same ranking as :class:`TextWeighted`)."""
+    router = load_router()
+    router.config = replace(router.config, text_weight=weight)
+    note = f"the shipped router with text_weight={weight} (docs/results/2026-12-07-text-weight)"
+    kept = {k: v for k, v in router.metadata.items() if k != "config"}  # the new config wins
+    save_router(router, out, {**kept, "text_weight_note": note})
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -110,10 +97,11 @@ def main() -> None:
         return
     if sys.argv[1] == "select":
         result = select(sys.argv[2], float(sys.argv[3]), [float(w) for w in sys.argv[4:]])
-    elif sys.argv[1] == "judge":
-        result = judge(sys.argv[2], float(sys.argv[3]))
+    elif sys.argv[1] == "save":
+        save(float(sys.argv[2]), sys.argv[3])
+        return
     else:
-        raise SystemExit(f"unknown command {sys.argv[1]!r}: select, judge or a result .json")
+        raise SystemExit(f"unknown command {sys.argv[1]!r}: select, save or a result .json")
     result["command"] = "python weight.py " + " ".join(sys.argv[1:])
     print(json.dumps(result, indent=1))
 
