@@ -199,8 +199,8 @@ def objectives_table(root: Path = RESULTS_DIR) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for key, label in splits:
-        for objective, prefix in (("recall", "recall_"), ("mask", "")):
-            file = f"{MASK}/{prefix}text_effect_{key}.json"
+        for objective, file_of in OBJECTIVES:
+            file = file_of(key)
             if not (root / file).is_file():
                 rows.append(f"| {label} | {objective} | not measured ({file} absent) |||||||")
                 continue
@@ -217,6 +217,13 @@ def objectives_table(root: Path = RESULTS_DIR) -> str:
 
 
 MASK = "2026-12-07-mask-objective"
+TEXT_WEIGHT = "2026-12-07-text-weight"  # the mask router with its text cue weighted outside the MLP
+# The model card's router rows: (objective, split key -> its text-effect results file).
+OBJECTIVES: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("recall", lambda key: f"{MASK}/recall_text_effect_{key}.json"),
+    ("mask", lambda key: f"{MASK}/text_effect_{key}.json"),
+    ("mask + text weight 1, not shipped", lambda key: f"{TEXT_WEIGHT}/text_effect_{key}.json"),
+)
 COST = "2026-12-06-per-frame-path"
 COST_NOW = "2026-12-07-rope-tables"  # the per-frame path re-measured after the rotary fix
 SPEED_NOW = "2026-12-07-speed-1024-repeats"  # the same speed command, four repeats instead of two
