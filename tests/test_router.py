@@ -157,7 +157,7 @@ def test_text_weight_ranks_by_standardised_score_plus_weighted_text_and_spares_n
 def test_text_weight_survives_a_save_and_must_be_finite_and_not_negative(tmp_path):
     router = TokenRouter(RouterConfig(16, 12, text_weight=0.5)).eval()
     assert load_router(save_router(router, tmp_path / "r.safetensors")).config.text_weight == 0.5
-    for bad in (-1.0, float("nan"), float("inf"), "1"):
+    for bad in (-1.0, float("nan"), float("inf"), "1", True):
         with pytest.raises(ValueError, match="text_weight"):
             RouterConfig(16, 12, text_weight=bad)
 

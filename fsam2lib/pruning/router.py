@@ -63,7 +63,10 @@ class RouterConfig:
             raise ValueError(f"text_gate must be one of {TEXT_GATES}, got {self.text_gate!r}")
         if self.detail_dim < 0:
             raise ValueError(f"detail_dim must be >= 0 channels, got {self.detail_dim}")
-        if not (isinstance(self.text_weight, int | float) and 0 <= self.text_weight < float("inf")):
+        weight = self.text_weight
+        if isinstance(weight, bool) or not (
+            isinstance(weight, int | float) and 0 <= weight < float("inf")
+        ):
             raise ValueError(f"text_weight must be a finite number >= 0, got {self.text_weight!r}")
 
 
