@@ -155,11 +155,39 @@ def test_text_weight_ranks_by_standardised_score_plus_weighted_text_and_spares_n
 
 
 def test_text_weight_survives_a_save_and_must_be_finite_and_not_negative(tmp_path):
-    router = TokenRouter(RouterConfig(16, 12, text_weight=0.5)).eval()
-    assert load_router(save_router(router, tmp_path / "r.safetensors")).config.text_weight == 0.5
+    router = TokenRouter(RouterConfig(16, 12, text_weight=0.5, text_weight_fade=(0.1, 0.3)))
+    loaded = load_router(save_router(router.eval(), tmp_path / "r.safetensors")).config
+    assert (loaded.text_weight, loaded.text_weight_fade) == (0.5, (0.1, 0.3))
     for bad in (-1.0, float("nan"), float("inf"), "1", True):
         with pytest.raises(ValueError, match="text_weight"):
             RouterConfig(16, 12, text_weight=bad)
+    for bad in ((0.3, 0.1), (0.1, 0.1), (0.0, 0.3), (0.1, 1.5), (0.1,), (0.1, True), "0.1,0.3"):
+        with pytest.raises(ValueError, match="text_weight_fade"):
+            RouterConfig(16, 12, text_weight=0.5, text_weight_fade=bad)
+
+
+def test_a_faded_text_weight_is_full_at_tight_budgets_and_gone_at_loose_ones():
+    """With ``text_weight_fade=(0.1, 0.3)`` the router scores as the plain router at keep
+    0.3 and above, as the fully weighted one at keep 0.1 and below, and in between with
+    the weight scaled linearly; without a known budget the weight is in full."""
+    plain = _router()
+    full = _router()
+    full.config = replace(plain.config, text_weight=2.0)
+    faded = _router()
+    faded.config = replace(full.config, text_weight_fade=(0.1, 0.3))
+    half = _router()
+    half.config = replace(plain.config, text_weight=1.0)
+
+    def combined(router, keep):
+        return router(replace(_inputs(), keep_ratio=keep))["combined"]
+
+    for keep in (0.3, 0.5, 1.0):
+        assert torch.equal(combined(faded, keep), combined(plain, keep))
+    for keep in (0.05, 0.1, None):
+        assert torch.equal(combined(faded, keep), combined(full, keep))
+    assert torch.allclose(combined(faded, 0.2), combined(half, 0.2))
+    assert not torch.allclose(combined(faded, 0.2), combined(plain, 0.2))
+    assert faded.weight_at(0.15) == pytest.approx(1.5)
 
 
 def test_text_context_widens_what_the_text_cue_sees():

@@ -693,6 +693,7 @@ class PrunedSAM2VideoPredictor(SAM2VideoPredictor):
             frame_cache=self._shared_per_frame(state, frame_idx)
             if not prompted and len(state["obj_ids"]) > 1
             else None,
+            keep_ratio=self.pruning.keep_ratio,
         )
         return score_frame(
             inputs,

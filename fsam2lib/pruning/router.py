@@ -57,6 +57,10 @@ class RouterConfig:
     detail_dim: int = 0
     # weight of the text cue added outside the MLP (0: none); see ``TokenRouter.text_bias``
     text_weight: float = 0.0
+    # (full, off): ``text_weight`` applies in full at keep ratios <= full and fades linearly
+    # to none at keep ratios >= off (None: in full at every budget); see
+    # ``TokenRouter.weight_at``
+    text_weight_fade: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.text_gate not in TEXT_GATES:
@@ -68,6 +72,19 @@ class RouterConfig:
             isinstance(weight, int | float) and 0 <= weight < float("inf")
         ):
             raise ValueError(f"text_weight must be a finite number >= 0, got {self.text_weight!r}")
+        fade = self.text_weight_fade
+        if fade is not None:
+            ends = tuple(fade) if isinstance(fade, list | tuple) else ()
+            if not (
+                len(ends) == 2
+                and all(isinstance(e, int | float) and not isinstance(e, bool) for e in ends)
+                and 0 < ends[0] < ends[1] <= 1
+            ):
+                raise ValueError(
+                    "text_weight_fade must be two keep ratios (full, off) with "
+                    f"0 < full < off <= 1, or None; got {fade!r}"
+                )
+            object.__setattr__(self, "text_weight_fade", (float(ends[0]), float(ends[1])))
 
 
 class TokenRouter(nn.Module):
@@ -207,16 +224,32 @@ class TokenRouter(nn.Module):
             per_token = torch.stack([used[name] for name in CUES], dim=-1)
             flags = cues["flags"][:, None, :].expand(-1, hw, -1)
             combined = self.mlp(torch.cat([per_token, flags], dim=-1)).squeeze(-1)
-            if self.config.text_weight and text_used is not False:
-                combined = combined + self.text_bias(combined, text)
+            weight = self.weight_at(inputs.keep_ratio)
+            if weight and text_used is not False:
+                combined = combined + self.text_bias(combined, text, weight)
         out = {name: cues[name] for name in CUES}
         out["combined"] = combined
         return out
 
-    def text_bias(self, combined: Tensor, text: Tensor) -> Tensor:
-        """``text_weight`` times the standardised text cue, in units of the MLP score's
-        spread over the frame's tokens: ranking by ``combined + text_bias`` is ranking by
-        ``z(combined) + text_weight * z(text)``, ``z`` standardising over the tokens.
+    def weight_at(self, keep_ratio: float | None) -> float:
+        """The text weight at a budget: ``text_weight``, faded by ``text_weight_fade`` when
+        the keep ratio is known (None: in full).
+
+        Why a fade: the weight pays where the budget is too small to hold both the target
+        and a look-alike, so the description has to choose; at a looser budget both fit,
+        and the weight only moves tokens from the target's boundary and context to whatever
+        the text also lights up (at keep 0.3 it cost about a point on the hard and held-out
+        worlds, ``docs/results/2026-12-07-text-weight``). A Python float: no host sync."""
+        weight, fade = self.config.text_weight, self.config.text_weight_fade
+        if not weight or fade is None or keep_ratio is None:
+            return weight
+        full, off = fade
+        return weight * min(1.0, max(0.0, (off - keep_ratio) / (off - full)))
+
+    def text_bias(self, combined: Tensor, text: Tensor, weight: float) -> Tensor:
+        """``weight`` times the standardised text cue, in units of the MLP score's spread
+        over the frame's tokens: ranking by ``combined + text_bias`` is ranking by
+        ``z(combined) + weight * z(text)``, ``z`` standardising over the tokens.
 
         Why outside the MLP: trained for the output mask, the MLP learned to give the text
         cue next to no weight, so the description changed almost nothing (model card,
@@ -225,7 +258,7 @@ class TokenRouter(nn.Module):
         spread = combined.std(dim=1, keepdim=True).clamp_min(1e-6)
         centred = text - text.mean(dim=1, keepdim=True)
         return (
-            self.config.text_weight
+            weight
             * spread
             * centred
             / centred.std(dim=1, keepdim=True).clamp_min(1e-6)

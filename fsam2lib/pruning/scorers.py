@@ -36,6 +36,9 @@ class ScoringInputs:
     frame_cache: a dict shared by every object scored on this frame, where a scorer may keep
         what depends on the frame alone (SAM2 scores each object separately: with N objects
         that work would otherwise be done N times); None: nothing is shared.
+    keep_ratio: the fraction of the frame's query tokens that will be kept by these scores,
+        for a router whose text weight depends on the budget
+        (``RouterConfig.text_weight_fade``); None: not known.
     """
 
     features: Tensor
@@ -46,6 +49,7 @@ class ScoringInputs:
     cues: tuple[str, ...] = CUES
     detail: Tensor | None = None
     frame_cache: dict | None = None
+    keep_ratio: float | None = None
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -233,6 +233,7 @@ def clip_loss(
                 detail=feats_t[-2].permute(1, 2, 0).reshape(b, -1, 2 * h, 2 * w)
                 if detail
                 else None,
+                keep_ratio=keep_ratio,
             )
         )
         scores = routed["combined"]

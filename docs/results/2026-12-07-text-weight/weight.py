@@ -15,7 +15,8 @@ with ``RouterConfig.text_weight`` set, which ranks the same way, for the bench's
 ``text-effect --router`` to judge.
 
 Usage: python weight.py select DATASET KEEP W [W ...] > select.json
-       python weight.py save W OUT.safetensors      the shipped router with text_weight=W
+       python weight.py save W OUT.safetensors [FULL OFF]
+                    the shipped router with text_weight=W (faded from keep FULL to OFF)
        python weight.py result.json                 prints its table
 """
 
@@ -80,12 +81,14 @@ def select(dataset: str, keep: float, weights: list[float]) -> dict:
     return oracle.summarise(dataset, scores, contrasts)
 
 
-def save(weight: float, out: str) -> None:
-    """The shipped router's weights with ``RouterConfig.text_weight`` set: what the bench's
-    ``text-effect --router`` judges (the same ranking as :class:`TextWeighted`)."""
+def save(weight: float, out: str, fade: tuple[float, float] | None = None) -> None:
+    """The shipped router's weights with ``RouterConfig.text_weight`` set (and
+    ``text_weight_fade``, if given): what the bench's ``text-effect --router`` judges (at
+    a budget where the weight is in full, the same ranking as :class:`TextWeighted`)."""
     router = load_router()
-    router.config = replace(router.config, text_weight=weight)
-    note = f"the shipped router with text_weight={weight} (docs/results/2026-12-07-text-weight)"
+    router.config = replace(router.config, text_weight=weight, text_weight_fade=fade)
+    faded = "" if fade is None else f", text_weight_fade={fade}"
+    note = f"the shipped router with text_weight={weight}{faded} (docs/results/2026-12-07-text-weight)"
     kept = {k: v for k, v in router.metadata.items() if k != "config"}  # the new config wins
     save_router(router, out, {**kept, "text_weight_note": note})
     print(f"wrote {out}")
@@ -98,7 +101,8 @@ def main() -> None:
     if sys.argv[1] == "select":
         result = select(sys.argv[2], float(sys.argv[3]), [float(w) for w in sys.argv[4:]])
     elif sys.argv[1] == "save":
-        save(float(sys.argv[2]), sys.argv[3])
+        fade = tuple(float(k) for k in sys.argv[4:6]) if len(sys.argv) > 4 else None
+        save(float(sys.argv[2]), sys.argv[3], fade)
         return
     else:
         raise SystemExit(f"unknown command {sys.argv[1]!r}: select, save or a result .json")
