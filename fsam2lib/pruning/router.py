@@ -257,12 +257,7 @@ class TokenRouter(nn.Module):
         sample whose text is off has a text map of zeros, so nothing is added to it."""
         spread = combined.std(dim=1, keepdim=True).clamp_min(1e-6)
         centred = text - text.mean(dim=1, keepdim=True)
-        return (
-            weight
-            * spread
-            * centred
-            / centred.std(dim=1, keepdim=True).clamp_min(1e-6)
-        )
+        return weight * spread * centred / centred.std(dim=1, keepdim=True).clamp_min(1e-6)
 
 
 def reads_detail(scorer: object) -> bool:

@@ -88,7 +88,9 @@ def save(weight: float, out: str, fade: tuple[float, float] | None = None) -> No
     router = load_router()
     router.config = replace(router.config, text_weight=weight, text_weight_fade=fade)
     faded = "" if fade is None else f", text_weight_fade={fade}"
-    note = f"the shipped router with text_weight={weight}{faded} (docs/results/2026-12-07-text-weight)"
+    note = (
+        f"the shipped router with text_weight={weight}{faded} (docs/results/2026-12-07-text-weight)"
+    )
     kept = {k: v for k, v in router.metadata.items() if k != "config"}  # the new config wins
     save_router(router, out, {**kept, "text_weight_note": note})
     print(f"wrote {out}")
