@@ -335,6 +335,7 @@ def test_router_strategies_and_object_text(predictor, video_dir):
     assert predictor.get_object_text(state, 1) == "red square"
     seen = router.calls[-1]
     assert seen.cues == ("visual", "text") and seen.frame_idx == 0
+    assert seen.keep_ratio == 0.5  # the budget, for a text weight that fades with it
     assert seen.text_embedding.shape == (1, 8)
     torch.testing.assert_close(seen.text_embedding.norm(dim=-1), torch.ones(1))
     torch.testing.assert_close(seen.prompt_points, torch.tensor([[[10.0, 7.0]]]))
