@@ -12,11 +12,11 @@ FILLS = ("unconditioned", "previous", "zeros")
 ROUTER_STRATEGIES = ("router", "text_only")
 
 
-def check_ratio(name: str, value: object) -> None:
+def check_ratio(name: str, value: object, owner: str = "PruningConfig") -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"PruningConfig.{name} must be a number in (0, 1], got {value!r}")
+        raise ValueError(f"{owner}.{name} must be a number in (0, 1], got {value!r}")
     if not (math.isfinite(value) and 0.0 < value <= 1.0):
-        raise ValueError(f"PruningConfig.{name} must be in (0, 1], got {value!r}")
+        raise ValueError(f"{owner}.{name} must be in (0, 1], got {value!r}")
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fsam2lib.paths import MICRO_ROUTER_WEIGHTS
-from fsam2lib.pruning.config import CUES
+from fsam2lib.pruning.config import CUES, check_ratio
 from fsam2lib.pruning.hot_path import moved
 from fsam2lib.pruning.scorers import MaskPriorScorer, ScoringInputs
 
@@ -74,17 +74,15 @@ class RouterConfig:
             raise ValueError(f"text_weight must be a finite number >= 0, got {self.text_weight!r}")
         fade = self.text_weight_fade
         if fade is not None:
-            ends = tuple(fade) if isinstance(fade, list | tuple) else ()
-            if not (
-                len(ends) == 2
-                and all(isinstance(e, int | float) and not isinstance(e, bool) for e in ends)
-                and 0 < ends[0] < ends[1] <= 1
-            ):
+            if not isinstance(fade, list | tuple) or len(fade) != 2:
                 raise ValueError(
-                    "text_weight_fade must be two keep ratios (full, off) with "
-                    f"0 < full < off <= 1, or None; got {fade!r}"
+                    f"text_weight_fade must be two keep ratios (full, off) or None, got {fade!r}"
                 )
-            object.__setattr__(self, "text_weight_fade", (float(ends[0]), float(ends[1])))
+            for end, value in zip(("full", "off"), fade, strict=True):
+                check_ratio(f"text_weight_fade {end}", value, owner="RouterConfig")
+            if not fade[0] < fade[1]:
+                raise ValueError(f"text_weight_fade needs full < off, got {fade!r}")
+            object.__setattr__(self, "text_weight_fade", (float(fade[0]), float(fade[1])))
 
 
 class TokenRouter(nn.Module):
