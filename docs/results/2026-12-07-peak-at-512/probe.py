@@ -178,27 +178,29 @@ def probe(config_name: str, frames: int, at: list[int]) -> dict:
 
 
 def _allocator() -> str:
-    """Which malloc served the run: jemalloc if preloaded, else glibc and its thresholds."""
+    """Which malloc served the run: jemalloc if preloaded, else glibc and its thresholds; and
+    oneDNN's primitive cache capacity where it was set (``dnn N``)."""
     if "jemalloc" in os.environ.get("LD_PRELOAD", ""):
         return "jemalloc"
     mmap = os.environ.get("MALLOC_MMAP_THRESHOLD_", "dynamic")
-    return f"glibc mmap {mmap}"
+    cache = os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    return f"glibc mmap {mmap}" + (f" dnn {cache}" if cache is not None else "")
 
 
 def table(results: list[dict]) -> str:
     lines = [
-        "config              malloc             working set  peak in         frame  RSS    "
+        "config              malloc                   working set  peak in         frame  RSS    "
         "anonymous  tensors  heap used  heap free  py arenas  modules",
-        "------------------  -----------------  -----------  --------------  -----  -----  "
+        "------------------  -----------------------  -----------  --------------  -----  -----  "
         "---------  -------  ---------  ---------  ---------  -------",
     ]
     for r in results:
         for i, s in enumerate(r["at_encoder_start"]):
             head = (
-                f"{r['config']:<18}  {r.get('allocator', 'glibc mmap 131072'):<17}"
+                f"{r['config']:<18}  {r.get('allocator', 'glibc mmap 131072'):<23}"
                 f"  {r['working_set_mib']:11.1f}  {r['peak_stage']:<14}"
                 if i == 0
-                else " " * 67
+                else " " * 73
             )
             lines.append(
                 f"{head}  {s['frame']:5d}  {s['rss_mib']:5.1f}  {s['anonymous_mib']:9.1f}"
