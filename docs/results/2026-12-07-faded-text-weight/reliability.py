@@ -1,0 +1,76 @@
+"""Would a gate on the text cue's reliability keep the weighted text from hurting?
+
+For each video of a text-effect run, how well the router's text cue ranks each described
+object's tokens above the rest of the frame on the first tracked frame (AUC against the
+ground truth: 1 = every object token above every other token), beside that video's text
+effect at keep 0.1 from the run's JSON. If the weight hurt where the cue is unreliable, a
+gate on this AUC (known on a prompted frame, where the object's mask is given) would help.
+
+    python reliability.py DATASET SEED ROUTER EFFECT_JSON > reliability_WORLD.txt
+"""
+
+import json
+import sys
+
+import numpy as np
+import torch
+
+from fsam2lib.bench.sources import open_dataset
+from fsam2lib.models.clip import load_clip
+from fsam2lib.models.sam2 import load_sam2
+from fsam2lib.pruning.router import load_router, reads_detail
+from fsam2lib.train.train_router import SAM2_BASE, build_samples
+
+
+def text_effects(path: str, keep: str = "0.10") -> dict[str, float]:
+    """Per video: router minus router without text, in J&F points, at ``keep``."""
+    jf: dict[str, dict[str, float]] = {}
+    for row in json.loads(open(path).read())["videos"]:
+        jf.setdefault(row["video"], {})[row["config"]] = row["J&F"]
+    return {
+        name: 100 * (rows[f"router@{keep}"] - rows[f"router without text@{keep}"])
+        for name, rows in jf.items()
+    }
+
+
+@torch.no_grad()
+def first_frame_aucs(router, sam2_model, clip, video) -> list[float]:
+    """Each described object's text-cue AUC on the first tracked frame (its relevant tokens
+    against every other token)."""
+    samples = build_samples(sam2_model, clip, [video], progress=False, detail=reads_detail(router))
+    cue = router(samples.inputs(cues=("text",)))["text"]
+    per_object = video.num_frames - 1  # rows: object by object, frames 1..T-1
+    aucs = []
+    for first in range(0, len(samples), per_object):
+        own, label = cue[first], samples.labels[first]
+        if label.any():
+            aucs.append(float((own[label][:, None] > own[~label][None, :]).float().mean()))
+    return aucs
+
+
+def main(dataset: str, seed: int, router_path: str, effect_json: str) -> None:
+    torch.set_num_threads(2)
+    effects = text_effects(effect_json)
+    router = load_router(router_path)
+    sam2_model = load_sam2("micro", predictor_class=SAM2_BASE)
+    clip = load_clip("micro")
+    source = open_dataset(dataset, "val", seed=seed)
+    rows = []
+    print("video               objects  lowest AUC  text effect at 0.1")
+    for name in source.names:
+        aucs = first_frame_aucs(router, sam2_model, clip, source.load(name))
+        rows.append((min(aucs), effects[name]))
+        print(f"{name:<18}  {len(aucs):7d}  {min(aucs):10.3f}  {effects[name]:+18.1f}")
+    auc, effect = np.array(rows).T
+    rank = np.corrcoef(auc.argsort().argsort(), effect.argsort().argsort())[0, 1]
+    print(f"\n{len(rows)} videos; rank correlation of lowest AUC with the text effect: {rank:+.2f}")
+    for cut in (0.7, 0.8, 0.9):
+        for side, chosen in (("AUC >= ", auc >= cut), ("AUC <  ", auc < cut)):
+            print(
+                f"{side}{cut}: {chosen.sum():2d} videos, mean text effect "
+                f"{effect[chosen].mean():+5.1f}, {int((effect[chosen] < -5).sum())} lose more than 5"
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])
