@@ -1,10 +1,16 @@
-"""Would a gate on the text cue's reliability keep the weighted text from hurting?
+"""Would a gate on what the text cue shows keep the weighted text from hurting?
 
-For each video of a text-effect run, how well the router's text cue ranks each described
-object's tokens above the rest of the frame on the first tracked frame (AUC against the
-ground truth: 1 = every object token above every other token), beside that video's text
-effect at keep 0.1 from the run's JSON. If the weight hurt where the cue is unreliable, a
-gate on this AUC (known on a prompted frame, where the object's mask is given) would help.
+For each video of a text-effect run, beside that video's text effect at keep 0.1 from the
+run's JSON, two things a gate could read:
+- reliability: how well the router's text cue ranks each described object's tokens above the
+  rest of the frame on the first tracked frame (AUC against the ground truth: 1 = every
+  object token above every other token; the lowest over the video's objects). If the weight
+  hurt where the cue misreads the description, a gate on this AUC (known on a prompted
+  frame, where the object's mask is given) would help;
+- competition: on every tracked frame, the brightest standardised text-cue token outside
+  the object's tokens minus the brightest inside (> 0: something else looks more like the
+  description; the median over the video's objects and frames). If the weight paid only
+  where a look-alike competes, a weight scaled by this would help.
 
     python reliability.py DATASET SEED ROUTER EFFECT_JSON > reliability_WORLD.txt
 """
@@ -34,18 +40,22 @@ def text_effects(path: str, keep: str = "0.10") -> dict[str, float]:
 
 
 @torch.no_grad()
-def first_frame_aucs(router, sam2_model, clip, video) -> list[float]:
+def reliability_and_competition(router, sam2_model, clip, video) -> tuple[list[float], float]:
     """Each described object's text-cue AUC on the first tracked frame (its relevant tokens
-    against every other token)."""
+    against every other token), and the video's median competition (see above)."""
     samples = build_samples(sam2_model, clip, [video], progress=False, detail=reads_detail(router))
     cue = router(samples.inputs(cues=("text",)))["text"]
+    z = (cue - cue.mean(1, keepdim=True)) / cue.std(1, keepdim=True)
     per_object = video.num_frames - 1  # rows: object by object, frames 1..T-1
-    aucs = []
-    for first in range(0, len(samples), per_object):
-        own, label = cue[first], samples.labels[first]
-        if label.any():
+    aucs, competition = [], []
+    for row, label in enumerate(samples.labels):
+        if not label.any() or label.all():
+            continue
+        competition.append(float(z[row][~label].max() - z[row][label].max()))
+        if row % per_object == 0:
+            own = cue[row]
             aucs.append(float((own[label][:, None] > own[~label][None, :]).float().mean()))
-    return aucs
+    return aucs, float(np.median(competition))
 
 
 def main(dataset: str, seed: int, router_path: str, effect_json: str) -> None:
@@ -56,20 +66,28 @@ def main(dataset: str, seed: int, router_path: str, effect_json: str) -> None:
     clip = load_clip("micro")
     source = open_dataset(dataset, "val", seed=seed)
     rows = []
-    print("video               objects  lowest AUC  text effect at 0.1")
+    print("video               objects  lowest AUC  competition  text effect at 0.1")
     for name in source.names:
-        aucs = first_frame_aucs(router, sam2_model, clip, source.load(name))
-        rows.append((min(aucs), effects[name]))
-        print(f"{name:<18}  {len(aucs):7d}  {min(aucs):10.3f}  {effects[name]:+18.1f}")
-    auc, effect = np.array(rows).T
-    rank = np.corrcoef(auc.argsort().argsort(), effect.argsort().argsort())[0, 1]
-    print(f"\n{len(rows)} videos; rank correlation of lowest AUC with the text effect: {rank:+.2f}")
-    for cut in (0.7, 0.8, 0.9):
-        for side, chosen in (("AUC >= ", auc >= cut), ("AUC <  ", auc < cut)):
-            print(
-                f"{side}{cut}: {chosen.sum():2d} videos, mean text effect "
-                f"{effect[chosen].mean():+5.1f}, {int((effect[chosen] < -5).sum())} lose more than 5"
-            )
+        aucs, competition = reliability_and_competition(router, sam2_model, clip, source.load(name))
+        rows.append((min(aucs), competition, effects[name]))
+        print(
+            f"{name:<18}  {len(aucs):7d}  {min(aucs):10.3f}  {competition:+11.2f}"
+            f"  {effects[name]:+18.1f}"
+        )
+    auc, competition, effect = np.array(rows).T
+    print(f"\n{len(rows)} videos")
+    for label, measure, cuts in (
+        ("AUC", auc, (0.7, 0.8, 0.9)),
+        ("competition", competition, (-1.0, -0.5, 0.0)),
+    ):
+        rank = np.corrcoef(measure.argsort().argsort(), effect.argsort().argsort())[0, 1]
+        print(f"rank correlation of {label} with the text effect: {rank:+.2f}")
+        for cut in cuts:
+            for side, chosen in ((">=", measure >= cut), ("< ", measure < cut)):
+                print(
+                    f"  {label} {side} {cut:+.1f}: {chosen.sum():2d} videos, mean text effect "
+                    f"{effect[chosen].mean():+5.1f}, {int((effect[chosen] < -5).sum())} lose more than 5"
+                )
 
 
 if __name__ == "__main__":
