@@ -9,10 +9,15 @@ Two oracles, each on top of the router without text (the text effect's baseline)
 If even the first gains little over the router without text, no text cue can gain more
 than that at this budget (the issue's target at keep 0.1: +3 J&F on the crossing split).
 
-Usage: python oracle.py DATASET KEEP [KEEP ...] > result.json  (one thread: two datasets can
-run side by side on two cores); python oracle.py result.json  prints its table.
+Usage: python oracle.py DATASET KEEP [KEEP ...] [--image-size N] [--weighted ROUTER] [--threads N]
+> result.json (one thread: two datasets can run side by side on two cores); python oracle.py
+result.json  prints its table. ``--image-size``: frames fed to the micro SAM2 at N px (512:
+a 32 x 32 token grid instead of 16 x 16). ``--weighted``: also a router file with a text
+weight (``RouterConfig.text_weight``) sharing the shipped router's weights, so that the
+router without text is its baseline too.
 """
 
+import argparse
 import json
 import sys
 from dataclasses import replace
@@ -34,6 +39,7 @@ from fsam2lib.evaluate import (
 from fsam2lib.metrics import DatasetScores, paired_bootstrap_interval
 from fsam2lib.predictor.records import side_entry
 from fsam2lib.pruning.config import CUES
+from fsam2lib.pruning.router import load_router
 
 NO_TEXT = tuple(c for c in CUES if c != "text")
 BIG = 1e4
@@ -99,7 +105,10 @@ def run(pred, video, texts):
 
 def table(result: dict) -> str:
     """The result as text: J&F per configuration, then each contrast with its interval."""
-    lines = [f"{result['dataset']}: {result['videos']} videos, J&F in points, DAVIS global means"]
+    size = f" at {result['image_size']} px" if "image_size" in result else ""
+    lines = [
+        f"{result['dataset']}{size}: {result['videos']} videos, J&F in points, DAVIS global means"
+    ]
     lines += [f"  {name:<28} {value:6.1f}" for name, value in result["configs"].items()]
     lines.append("paired differences over videos, with 95 % bootstrap intervals:")
     for name, (diff, lo, hi) in result["contrasts"].items():
@@ -112,12 +121,20 @@ def main() -> None:
         with open(sys.argv[1]) as handle:
             print(table(json.load(handle)))
         return
-    torch.set_num_threads(1)
-    dataset, keeps = sys.argv[1], [float(k) for k in sys.argv[2:]]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dataset")
+    parser.add_argument("keeps", type=float, nargs="+")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--weighted", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dataset, keeps = args.dataset, args.keeps
     src = open_dataset(dataset)
-    pred = fsam2lib.build_predictor("micro")
+    pred = fsam2lib.build_predictor("micro", image_size=args.image_size)
     pred.describe_object = None
     router = pred.router
+    weighted = None if args.weighted is None else load_router(args.weighted)
     configs = [("reference", fsam2lib.PruningConfig(strategy="none"), router)]
     for k in keeps:
         configs += [
@@ -130,13 +147,18 @@ def main() -> None:
             ),
             (f"target first@{k}", fsam2lib.PruningConfig(keep_ratio=k), Oracle(router, "target")),
         ]
+        if weighted is not None:
+            configs.append((f"text weight@{k}", fsam2lib.PruningConfig(keep_ratio=k), weighted))
     scores = score_configs(pred, src, configs)
     contrasts = [
         (f"{name}@{k}", f"no text@{k}", "no text")
         for k in keeps
         for name in ("router", "exclude look-alikes", "target first")
+        + (("text weight",) if weighted is not None else ())
     ]
-    print(json.dumps(summarise(dataset, scores, contrasts), indent=1))
+    result = summarise(dataset, scores, contrasts)
+    result["image_size"] = pred.image_size
+    print(json.dumps(result, indent=1))
 
 
 def score_configs(pred, src, configs: list[tuple]) -> dict[str, list]:
