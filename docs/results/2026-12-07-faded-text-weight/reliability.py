@@ -17,11 +17,13 @@ run's JSON, two things a gate could read:
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from fsam2lib.bench.sources import open_dataset
+from fsam2lib.metrics import percentile_interval
 from fsam2lib.models.clip import load_clip
 from fsam2lib.models.sam2 import load_sam2
 from fsam2lib.pruning.router import load_router, reads_detail
@@ -31,12 +33,20 @@ from fsam2lib.train.train_router import SAM2_BASE, build_samples
 def text_effects(path: str, keep: str = "0.10") -> dict[str, float]:
     """Per video: router minus router without text, in J&F points, at ``keep``."""
     jf: dict[str, dict[str, float]] = {}
-    for row in json.loads(open(path).read())["videos"]:
+    for row in json.loads(Path(path).read_text())["videos"]:
         jf.setdefault(row["video"], {})[row["config"]] = row["J&F"]
     return {
         name: 100 * (rows[f"router@{keep}"] - rows[f"router without text@{keep}"])
         for name, rows in jf.items()
     }
+
+
+def mean_with_interval(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> str:
+    """Mean and 95 % percentile-bootstrap interval over videos, as text."""
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, (resamples, len(values))).mean(axis=1)
+    low, high = percentile_interval(means, 0.95)
+    return f"{values.mean():+5.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 @torch.no_grad()
@@ -75,7 +85,7 @@ def main(dataset: str, seed: int, router_path: str, effect_json: str) -> None:
             f"  {effects[name]:+18.1f}"
         )
     auc, competition, effect = np.array(rows).T
-    print(f"\n{len(rows)} videos")
+    print(f"\n{len(rows)} videos; means with 95 % bootstrap intervals over videos")
     for label, measure, cuts in (
         ("AUC", auc, (0.7, 0.8, 0.9)),
         ("competition", competition, (-1.0, -0.5, 0.0)),
@@ -86,7 +96,8 @@ def main(dataset: str, seed: int, router_path: str, effect_json: str) -> None:
             for side, chosen in ((">=", measure >= cut), ("< ", measure < cut)):
                 print(
                     f"  {label} {side} {cut:+.1f}: {chosen.sum():2d} videos, mean text effect "
-                    f"{effect[chosen].mean():+5.1f}, {int((effect[chosen] < -5).sum())} lose more than 5"
+                    f"{mean_with_interval(effect[chosen])}, "
+                    f"{int((effect[chosen] < -5).sum())} lose more than 5"
                 )
 
 

@@ -32,9 +32,8 @@ def _resident() -> tuple[float, float]:
     with open("/proc/self/smaps") as smaps:
         for line in smaps:
             parts = line.split()
-            if not parts[0].endswith(
-                ":"
-            ):  # a mapping's header: range perms offset dev inode [path]
+            # a mapping's header is "range perms offset dev inode [path]": no path, anonymous
+            if not parts[0].endswith(":"):
                 in_exec = "x" in parts[1] and len(parts) == 5
             elif parts[0] == "Rss:" and in_exec:
                 executable += int(parts[1])
